@@ -67,6 +67,7 @@ __all__ = [
     "detokenize",
     "make_synthetic_dataset",
     "make_synthetic_splits",
+    "synthetic_split_seed",
     "caption_statistics",
     "synthetic_features",
 ]
@@ -530,15 +531,26 @@ def make_synthetic_dataset(num_examples: int, seed: int = 0, image_size: int = 6
     return datasets.Dataset.from_dict(columns, features=synthetic_features())
 
 
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+
+
+def synthetic_split_seed(seed: int, split: str) -> int:
+    """Seed of one split: child ``SPLITS.index(split)`` of ``numpy.random.SeedSequence(seed)``,
+    so splits are independent random streams and do not depend on each other's size."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    child = np.random.SeedSequence(seed, spawn_key=(SPLITS.index(split),))
+    return int(child.generate_state(1)[0])
+
+
 def make_synthetic_splits(
     train_size: int, eval_size: int, seed: int = 0, image_size: int = 64
 ) -> datasets.DatasetDict:
-    """``DatasetDict(train=..., validation=...)`` drawn from independent random streams
-    (``numpy.random.SeedSequence(seed).spawn(2)``), so the splits share no scene."""
-    train_seed, eval_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
+    """``DatasetDict(train=..., validation=...)`` from independent random streams
+    (:func:`synthetic_split_seed`), so the two splits share no scene."""
     return datasets.DatasetDict(
-        train=make_synthetic_dataset(train_size, seed=train_seed, image_size=image_size),
-        validation=make_synthetic_dataset(eval_size, seed=eval_seed, image_size=image_size),
+        train=make_synthetic_dataset(train_size, synthetic_split_seed(seed, "train"), image_size),
+        validation=make_synthetic_dataset(eval_size, synthetic_split_seed(seed, "validation"), image_size),
     )
 
 
