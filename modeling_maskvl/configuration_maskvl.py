@@ -1,0 +1,211 @@
+"""Configuration of the MaskVL model family.
+
+One composite config, three towers:
+
+* ``text_config``   -- any BERT-family encoder config (built with ``AutoModel.from_config``),
+* ``vision_config`` -- a ViT-family config; ``patch_embedder`` ("linear" | "conv") selects ViT's
+  linear patch projection or MLIM's shallow conv stack (kernel == stride),
+* ``cross_modal_config`` -- :class:`MaskVLCrossModalConfig`, the cross-modal module we write ourselves
+  (``fusion_type`` = "cross" (MaskVLM), "co_attention" (LXMERT) or "single_stream" (MLIM)).
+
+Head switches and loss weights live at the top level. Masking settings do not: masking is the
+data collator's job, the model only receives ``bool_masked_pos`` and ``labels``.
+
+Named presets reproduce the three papers' set-ups (see ``PRESETS`` and ``MaskVLConfig.from_preset``).
+"""
+
+import copy
+
+from transformers import AutoConfig, PretrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+FUSION_TYPES = ("cross", "co_attention", "single_stream")
+PATCH_EMBEDDERS = ("linear", "conv")
+MIM_LOSSES = ("l1", "l2")
+MASKED_MODELING_PASSES = ("separate", "joint")
+
+
+class MaskVLCrossModalConfig(PretrainedConfig):
+    r"""Cross-modal fusion module.
+
+    Args:
+        fusion_type (`str`): "cross" -- a text cross-modality encoder (text queries attend to image) and an
+            image cross-modality encoder (image queries attend to text), as in MaskVLM / ALBEF;
+            "co_attention" -- both streams updated together, each attending to the other's current layer,
+            as in LXMERT; "single_stream" -- one transformer over [text tokens; image patches], as in MLIM.
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act,
+        hidden_dropout_prob, attention_probs_dropout_prob, layer_norm_eps, initializer_range:
+            usual transformer sizes. ``num_hidden_layers`` counts the layers of *each* stream.
+        num_decoder_layers (`int`): cross-attention blocks of the masked-image decoder (MaskVLM uses 3);
+            0 means a linear pixel head on the fused image states (MLIM).
+    """
+
+    model_type = "maskvl_cross_modal"
+    base_config_key = "cross_modal_config"
+
+    fusion_type: str = "cross"
+    hidden_size: int = 768
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    layer_norm_eps: float = 1e-6
+    initializer_range: float = 0.02
+    num_decoder_layers: int = 3
+
+
+class MaskVLConfig(PretrainedConfig):
+    r"""Configuration of every MaskVL model.
+
+    Args:
+        text_config (`dict` or `PretrainedConfig`): BERT-family text tower (default: BERT-base).
+        vision_config (`dict` or `PretrainedConfig`): ViT-family vision tower (default: ViT-B/16). An extra
+            field ``patch_embedder`` ("linear" or "conv") picks the patch embedder.
+        cross_modal_config (`dict` or `MaskVLCrossModalConfig`): cross-modal module.
+        use_mlm_head, use_mim_head, use_itc_head, use_itm_head (`bool`): which pre-training heads exist.
+        mlm_weight, mim_weight, itc_weight, itm_weight (`float`): loss weights; the total loss is the
+            weighted sum of the parts present in a batch.
+        masked_modeling_passes (`str`): "separate" -- MLM sees the masked text with the *unmasked* image and
+            MIM the masked image with the *unmasked* text (MaskVLM, faithful to the paper: up to two extra
+            encoder passes per step); "joint" -- one pass over both masked inputs (MLIM, LXMERT).
+        mim_loss (`str`): "l1" (MaskVLM) or "l2" (MLIM) pixel reconstruction loss.
+        norm_pix_loss (`bool`): normalise each target patch by its own mean / std (MAE).
+        projection_dim (`int`): ITC embedding size. logit_scale_init_value (`float`): initial log inverse
+            temperature of ITC (log(1/0.07) as in CLIP).
+        preset (`str`, optional): name of the preset the config was built from (for the record).
+    """
+
+    model_type = "maskvl"
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert"),
+        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="vit"),
+        "cross_modal_config": SubConfigSpec(config_class=MaskVLCrossModalConfig),
+    }
+
+    text_config: dict | PretrainedConfig | None = None
+    vision_config: dict | PretrainedConfig | None = None
+    cross_modal_config: dict | PretrainedConfig | None = None
+    use_mlm_head: bool = True
+    use_mim_head: bool = True
+    use_itc_head: bool = True
+    use_itm_head: bool = True
+    mlm_weight: float = 1.0
+    mim_weight: float = 1.0
+    itc_weight: float = 1.0
+    itm_weight: float = 1.0
+    masked_modeling_passes: str = "separate"
+    mim_loss: str = "l1"
+    norm_pix_loss: bool = False
+    projection_dim: int = 256
+    logit_scale_init_value: float = 2.6592
+    initializer_range: float = 0.02
+    preset: str | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if getattr(self.vision_config, "patch_embedder", None) is None:
+            self.vision_config.patch_embedder = "linear"
+        self._validate()
+
+    def _validate(self):
+        def check_choice(name, value, choices):
+            if value not in choices:
+                raise ValueError(f"MaskVLConfig.{name}={value!r} is not one of {list(choices)}.")
+
+        check_choice("cross_modal_config.fusion_type", self.cross_modal_config.fusion_type, FUSION_TYPES)
+        check_choice("vision_config.patch_embedder", self.vision_config.patch_embedder, PATCH_EMBEDDERS)
+        check_choice("mim_loss", self.mim_loss, MIM_LOSSES)
+        check_choice("masked_modeling_passes", self.masked_modeling_passes, MASKED_MODELING_PASSES)
+        for name, sub in (("text_config", self.text_config), ("vision_config", self.vision_config),
+                          ("cross_modal_config", self.cross_modal_config)):
+            if sub.hidden_size % sub.num_attention_heads != 0:
+                raise ValueError(
+                    f"MaskVLConfig.{name}.hidden_size ({sub.hidden_size}) is not divisible by "
+                    f"{name}.num_attention_heads ({sub.num_attention_heads})."
+                )
+        image_size, patch_size = self.vision_config.image_size, self.vision_config.patch_size
+        if not isinstance(image_size, int) or not isinstance(patch_size, int):
+            raise ValueError("MaskVLConfig.vision_config.image_size and .patch_size must be single integers "
+                             f"(square images and patches); got {image_size!r} and {patch_size!r}.")
+        if image_size % patch_size != 0:
+            raise ValueError(
+                f"MaskVLConfig.vision_config.image_size ({image_size}) is not divisible by "
+                f"vision_config.patch_size ({patch_size})."
+            )
+        if self.vision_config.patch_embedder == "conv" and patch_size & (patch_size - 1):
+            raise ValueError(f"MaskVLConfig.vision_config.patch_size ({patch_size}) must be a power of two with "
+                             "patch_embedder='conv' (a stack of stride-2/4 convolutions).")
+
+    @property
+    def num_patches(self) -> int:
+        return (self.vision_config.image_size // self.vision_config.patch_size) ** 2
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "MaskVLConfig":
+        """Build the config of a named preset (see ``PRESETS``).
+
+        ``overrides`` replace top-level fields; ``text_config`` / ``vision_config`` / ``cross_modal_config``
+        overrides may be dicts that update the preset's sub-config, e.g.
+        ``MaskVLConfig.from_preset("maskvlm-tiny", vision_config={"image_size": 32})``.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"Unknown MaskVL preset {name!r}. Valid presets: {', '.join(sorted(PRESETS))}.")
+        kwargs = copy.deepcopy(PRESETS[name])
+        for key, value in overrides.items():
+            if key in ("text_config", "vision_config", "cross_modal_config") and isinstance(value, dict):
+                kwargs[key].update(value)
+            else:
+                kwargs[key] = value
+        kwargs.setdefault("preset", name)
+        return cls(**kwargs)
+
+
+def _text(hidden, layers, heads, vocab_size=30522, max_positions=512):
+    return {"model_type": "bert", "hidden_size": hidden, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "intermediate_size": 4 * hidden, "vocab_size": vocab_size,
+            "max_position_embeddings": max_positions, "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1}
+
+
+def _vision(hidden, layers, heads, image_size, patch_size, patch_embedder="linear"):
+    return {"model_type": "vit", "hidden_size": hidden, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "intermediate_size": 4 * hidden, "image_size": image_size,
+            "patch_size": patch_size, "patch_embedder": patch_embedder, "qkv_bias": True}
+
+
+def _cross_modal(fusion_type, hidden, layers, heads, decoder_layers):
+    return {"fusion_type": fusion_type, "hidden_size": hidden, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "intermediate_size": 4 * hidden, "num_decoder_layers": decoder_layers}
+
+
+_MASKVLM_HEADS = dict(use_mlm_head=True, use_mim_head=True, use_itc_head=True, use_itm_head=True,
+                      masked_modeling_passes="separate", mim_loss="l1")
+_MLIM_HEADS = dict(use_mlm_head=True, use_mim_head=True, use_itc_head=False, use_itm_head=False,
+                   masked_modeling_passes="joint", mim_loss="l2")
+_LXMERT_HEADS = dict(use_mlm_head=True, use_mim_head=False, use_itc_head=False, use_itm_head=True,
+                     masked_modeling_passes="joint")
+
+# Named presets. Base sizes follow the papers; "-tiny" sizes are for tests and CPU runs.
+#   maskvlm: ViT-B/16 (224 px) + 12-layer BERT-base text encoder; 6-layer text and image cross-modality
+#            encoders (depth taken from ALBEF, which MaskVLM builds on); 3-block pixel decoder;
+#            MLM + MIM (L1 on raw pixels) + ITC + ITM, separate passes.
+#   mlim:    single stream of 12 layers (BERT-base width) over [text; conv patch embeddings] (224 px,
+#            16 px patches from a 3-stage conv stack with kernel == stride); MLM + pixel MSE.
+#   lxmert:  9 language layers, 5 vision layers (ViT patches replace LXMERT's detector regions),
+#            5 co-attention cross-modality layers; MLM + ITM.
+PRESETS = {
+    "maskvlm": dict(text_config=_text(768, 12, 12), vision_config=_vision(768, 12, 12, 224, 16),
+                    cross_modal_config=_cross_modal("cross", 768, 6, 12, 3), projection_dim=256, **_MASKVLM_HEADS),
+    "mlim": dict(text_config=_text(768, 0, 12), vision_config=_vision(768, 0, 12, 224, 16, "conv"),
+                 cross_modal_config=_cross_modal("single_stream", 768, 12, 12, 0), **_MLIM_HEADS),
+    "lxmert": dict(text_config=_text(768, 9, 12), vision_config=_vision(768, 5, 12, 224, 16),
+                   cross_modal_config=_cross_modal("co_attention", 768, 5, 12, 0), **_LXMERT_HEADS),
+    "maskvlm-tiny": dict(text_config=_text(64, 2, 2, 1024, 64), vision_config=_vision(64, 2, 2, 64, 8),
+                         cross_modal_config=_cross_modal("cross", 64, 2, 2, 1), projection_dim=32, **_MASKVLM_HEADS),
+    "mlim-tiny": dict(text_config=_text(64, 0, 2, 1024, 64), vision_config=_vision(64, 0, 2, 64, 8, "conv"),
+                      cross_modal_config=_cross_modal("single_stream", 64, 4, 2, 0), **_MLIM_HEADS),
+    "lxmert-tiny": dict(text_config=_text(64, 2, 2, 1024, 64), vision_config=_vision(64, 2, 2, 64, 8),
+                        cross_modal_config=_cross_modal("co_attention", 64, 2, 2, 0), **_LXMERT_HEADS),
+}

@@ -1,0 +1,569 @@
+"""MaskVL models: masked vision-and-language pre-training in one configurable family.
+
+Three tiers, as in transformers:
+
+* :class:`MaskVLPreTrainedModel` -- metadata, weight init, saving with a complete ``auto_map``.
+* :class:`MaskVLModel` -- text tower (BERT family), vision tower (ViT family), fusion; no loss.
+* ``MaskVLFor<Task>`` -- one head each: :class:`MaskVLForPreTraining` (MLM + MIM + ITC + ITM),
+  :class:`MaskVLForMaskedLM`, :class:`MaskVLForQuestionAnswering`, :class:`MaskVLForImageTextRetrieval`.
+
+Conventions: ``bool_masked_pos`` (B, N) is True for a masked patch (N = number of patches, row-major);
+``labels`` are MLM labels with -100 for unscored tokens; ``itm_labels`` is 1 for a true pair and 0 for a
+pair whose image was swapped. No randomness is drawn inside ``forward``: masks arrive as tensors.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput
+from transformers.utils import ModelOutput
+
+from .configuration_maskvl import MaskVLConfig
+from .fusion import MaskVLFusion, additive_key_mask
+from .heads import MaskVLAnswerHead, MaskVLITMHead, MaskVLMLMHead, MaskVLPixelDecoder, MaskVLPooler
+from .losses import (contrastive_loss, itm_loss, masked_image_loss, masked_lm_loss, mlm_accuracy, vqa_loss,
+                     weighted_total)
+from .patch_embedding import ConvPatchEmbeddings
+
+# Every auto class a saved MaskVL folder answers to (written into config.json's auto_map on save).
+AUTO_MAP = {
+    "AutoConfig": "configuration_maskvl.MaskVLConfig",
+    "AutoModel": "modeling_maskvl.MaskVLModel",
+    "AutoModelForPreTraining": "modeling_maskvl.MaskVLForPreTraining",
+    "AutoModelForMaskedLM": "modeling_maskvl.MaskVLForMaskedLM",
+    "AutoModelForVisualQuestionAnswering": "modeling_maskvl.MaskVLForQuestionAnswering",
+}
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+@dataclass
+class MaskVLModelOutput(ModelOutput):
+    """Output of :class:`MaskVLModel` (one pass over the given, possibly masked, inputs).
+
+    Args:
+        text_last_hidden_state (B, T, D_text): unimodal text tower output.
+        image_last_hidden_state (B, 1 + N, D_vision): unimodal vision tower output (CLS first).
+        fused_text_hidden_state (B, T, D): text states after fusion.
+        fused_image_hidden_state (B, 1 + N, D): image states after fusion.
+        pooler_output (B, D): pooled pair representation ([fused text CLS; fused image CLS] -> tanh).
+        text_embeds, image_embeds (B, projection_dim): L2-normalised ITC embeddings of the unimodal CLS
+            states; None when the config has no ITC head.
+    """
+
+    text_last_hidden_state: torch.FloatTensor | None = None
+    image_last_hidden_state: torch.FloatTensor | None = None
+    fused_text_hidden_state: torch.FloatTensor | None = None
+    fused_image_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+
+
+@dataclass
+class MaskVLLosses(ModelOutput):
+    """Unweighted loss of each pre-training objective; None when the objective was not computed."""
+
+    mlm: torch.FloatTensor | None = None
+    mim: torch.FloatTensor | None = None
+    itc: torch.FloatTensor | None = None
+    itm: torch.FloatTensor | None = None
+
+
+@dataclass
+class MaskVLForPreTrainingOutput(ModelOutput):
+    """Output of :class:`MaskVLForPreTraining`.
+
+    Args:
+        loss (scalar): weighted sum of the objectives present (weights from the config).
+        loss_breakdown (:class:`MaskVLLosses`): each objective's unweighted loss.
+        mlm_logits (M, V): logits at the M masked text positions of true pairs; mlm_labels (M,): their targets.
+        mlm_accuracy (scalar): top-1 accuracy over those positions (NaN when none).
+        mim_logits (K, P * P * C): predicted pixels of the K masked patches of true pairs; mim_labels: targets
+            (the input ``pixel_values`` patches, per-patch normalised when ``norm_pix_loss``).
+        itm_logits (B, 2) and itm_labels (B,): image-text matching (index 1 = matched).
+        logits_per_text (M, K), logits_per_image (M, K), itc_labels (M,): ITC over the true pairs, against
+            the true pairs of all processes when distributed.
+        text_embeds, image_embeds (B, projection_dim): normalised ITC embeddings of the unmasked inputs.
+    """
+
+    loss: torch.FloatTensor | None = None
+    loss_breakdown: MaskVLLosses | None = None
+    mlm_logits: torch.FloatTensor | None = None
+    mlm_labels: torch.LongTensor | None = None
+    mlm_accuracy: torch.FloatTensor | None = None
+    mim_logits: torch.FloatTensor | None = None
+    mim_labels: torch.FloatTensor | None = None
+    itm_logits: torch.FloatTensor | None = None
+    itm_labels: torch.LongTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    logits_per_image: torch.FloatTensor | None = None
+    itc_labels: torch.LongTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+
+
+@dataclass
+class MaskVLRetrievalOutput(ModelOutput):
+    """Output of :class:`MaskVLForImageTextRetrieval`.
+
+    Args:
+        loss (scalar): ITC (+ ITM when ``itm_labels`` are given), only when ``return_loss``.
+        logits_per_text (B, B): scaled cosine similarity of every text with every image in the batch.
+        logits_per_image (B, B): its transpose.
+        itm_logits (B, 2): matching logits of the aligned pairs (text i, image i); None without an ITM head.
+        itm_scores (B,): probability that each aligned pair matches.
+        text_embeds, image_embeds (B, projection_dim): normalised ITC embeddings.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    logits_per_image: torch.FloatTensor | None = None
+    itm_logits: torch.FloatTensor | None = None
+    itm_scores: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, N, P * P * C), row-major patches, pixels in (p_h, p_w, c) order (MAE convention)."""
+    batch, channels, height, width = pixel_values.shape
+    grid_h, grid_w = height // patch_size, width // patch_size
+    x = pixel_values.reshape(batch, channels, grid_h, patch_size, grid_w, patch_size)
+    x = x.permute(0, 2, 4, 3, 5, 1)  # (B, gh, gw, P, P, C)
+    return x.reshape(batch, grid_h * grid_w, patch_size * patch_size * channels)
+
+
+def unpatchify(patches: torch.Tensor, patch_size: int, channels: int = 3) -> torch.Tensor:
+    """(B, N, P * P * C) -> (B, C, H, W), inverse of :func:`patchify` for square images."""
+    batch, num_patches, _ = patches.shape
+    grid = int(num_patches**0.5)
+    x = patches.reshape(batch, grid, grid, patch_size, patch_size, channels)
+    x = x.permute(0, 5, 1, 3, 2, 4)  # (B, C, gh, P, gw, P)
+    return x.reshape(batch, channels, grid * patch_size, grid * patch_size)
+
+
+def gather_across_processes(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All-gather (with gradients) along dim 0; returns (gathered, offset of this process's rows)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor, 0
+    import torch.distributed.nn.functional as dist_nn
+
+    gathered = torch.cat(dist_nn.all_gather(tensor), dim=0)
+    return gathered, dist.get_rank() * tensor.shape[0]
+
+
+def _check_inputs(input_ids, pixel_values, bool_masked_pos, config: MaskVLConfig):
+    """Clear errors for the mistakes that would otherwise surface deep inside torch."""
+    if input_ids is None or pixel_values is None:
+        raise ValueError("MaskVL models need both `input_ids` and `pixel_values`.")
+    if input_ids.dim() != 2:
+        raise ValueError(f"`input_ids` must be (batch, seq_len); got shape {tuple(input_ids.shape)}.")
+    if pixel_values.dim() != 4:
+        raise ValueError(f"`pixel_values` must be (batch, channels, height, width); got {tuple(pixel_values.shape)}.")
+    if input_ids.shape[0] != pixel_values.shape[0]:
+        raise ValueError(f"Batch sizes differ: input_ids has {input_ids.shape[0]} rows, pixel_values "
+                         f"{pixel_values.shape[0]}.")
+    size = config.vision_config.image_size
+    if tuple(pixel_values.shape[-2:]) != (size, size):
+        raise ValueError(f"`pixel_values` are {tuple(pixel_values.shape[-2:])} pixels; this model expects "
+                         f"{size}x{size} (use the checkpoint's image processor).")
+    if bool_masked_pos is not None and tuple(bool_masked_pos.shape) != (input_ids.shape[0], config.num_patches):
+        raise ValueError(f"`bool_masked_pos` must be (batch, num_patches) = ({input_ids.shape[0]}, "
+                         f"{config.num_patches}); got {tuple(bool_masked_pos.shape)}.")
+    max_len = config.text_config.max_position_embeddings
+    if input_ids.shape[1] > max_len:
+        raise ValueError(f"`input_ids` has {input_ids.shape[1]} tokens; the text tower takes at most {max_len}.")
+    vocab = config.text_config.vocab_size
+    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab):
+        raise ValueError(f"`input_ids` contains ids outside the vocabulary [0, {vocab}) "
+                         f"(min {int(input_ids.min())}, max {int(input_ids.max())}); tokenizer and model disagree.")
+
+
+# ------------------------------------------------------------------------------------------- base classes
+class MaskVLPreTrainedModel(PreTrainedModel):
+    """Metadata and weight initialisation shared by every MaskVL model."""
+
+    config: MaskVLConfig
+    config_class = MaskVLConfig
+    base_model_prefix = "maskvl"
+    main_input_name = "input_ids"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_attention_backend = True
+    _no_split_modules = ["MaskVLFusionLayer", "BertLayer", "ViTLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, MaskVLModel) and module.logit_scale is not None:
+            init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save weights (safetensors), config with a complete ``auto_map`` and the code files."""
+        self.config.auto_map = dict(AUTO_MAP)
+        for cls in (type(self), type(self.config)):
+            if getattr(cls, "_auto_class", None) is None:
+                cls._auto_class = "AutoConfig" if cls is type(self.config) else _auto_class_of(cls)
+        kwargs.setdefault("safe_serialization", True)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_text_vision_pretrained(cls, text_model_name_or_path: str | None = None,
+                                    vision_model_name_or_path: str | None = None,
+                                    config: MaskVLConfig | None = None, preset: str = "maskvlm", **kwargs):
+        """Build a model whose text and / or vision tower start from pretrained unimodal weights.
+
+        ``text_model_name_or_path``: a local folder or Hub id of a BERT-family encoder (e.g. MiniLM, BERT);
+        ``vision_model_name_or_path``: a ViT-family encoder. The towers' configs replace the preset's; the
+        fusion module and heads are initialised from scratch (as in ALBEF / MaskVLM / ViLT). ``kwargs`` go to
+        ``MaskVLConfig.from_preset`` when no ``config`` is given.
+        """
+        config = copy_config(config) if config is not None else MaskVLConfig.from_preset(preset, **kwargs)
+        towers = {}
+        if text_model_name_or_path is not None:
+            config.text_config = AutoConfig.from_pretrained(text_model_name_or_path)
+            towers["text"] = AutoModel.from_pretrained(text_model_name_or_path, add_pooling_layer=False)
+        if vision_model_name_or_path is not None:
+            vision_config = AutoConfig.from_pretrained(vision_model_name_or_path)
+            vision_config.patch_embedder = getattr(config.vision_config, "patch_embedder", "linear")
+            config.vision_config = vision_config
+            towers["vision"] = AutoModel.from_pretrained(vision_model_name_or_path, add_pooling_layer=False,
+                                                         use_mask_token=True)
+        config = MaskVLConfig(**config.to_dict())  # re-validate with the new towers
+        model = cls(config)
+        base = getattr(model, cls.base_model_prefix, model)
+        if "text" in towers:
+            base.text_model.load_state_dict(towers["text"].state_dict())
+        if "vision" in towers:
+            state = towers["vision"].state_dict()
+            if config.vision_config.patch_embedder == "conv":  # the conv stack replaces ViT's linear patches
+                state = {k: v for k, v in state.items() if not k.startswith("embeddings.patch_embeddings.")}
+            missing, unexpected = base.vision_model.load_state_dict(state, strict=False)
+            if unexpected or [k for k in missing if not k.startswith("embeddings.")]:
+                raise ValueError(f"Vision weights do not fit the vision tower: missing {missing}, "
+                                 f"unexpected {unexpected}.")
+        return model
+
+
+def copy_config(config: MaskVLConfig) -> MaskVLConfig:
+    return MaskVLConfig(**config.to_dict())
+
+
+def _auto_class_of(cls) -> str:
+    for auto_name, target in AUTO_MAP.items():
+        if target.endswith("." + cls.__name__):
+            return auto_name
+    return "AutoModel"
+
+
+class MaskVLModel(MaskVLPreTrainedModel):
+    """Text tower + vision tower + cross-modal fusion. Returns hidden states; computes no loss."""
+
+    def __init__(self, config: MaskVLConfig):
+        super().__init__(config)
+        self.text_model = AutoModel.from_config(config.text_config, add_pooling_layer=False)
+        self.vision_model = AutoModel.from_config(config.vision_config, add_pooling_layer=False,
+                                                  use_mask_token=True)
+        if config.vision_config.patch_embedder == "conv":
+            self.vision_model.embeddings.patch_embeddings = ConvPatchEmbeddings(config.vision_config)
+        # the towers keep pointing at the composite config's sub-configs (attention implementation switches)
+        self.text_model.config = config.text_config
+        self.vision_model.config = config.vision_config
+
+        if config.cross_modal_config._attn_implementation is None:  # our layers follow the top-level choice
+            config.cross_modal_config._attn_implementation_internal = config._attn_implementation
+        width = config.cross_modal_config.hidden_size
+        self.text_to_fusion = self._bridge(config.text_config.hidden_size, width)
+        self.image_to_fusion = self._bridge(config.vision_config.hidden_size, width)
+        self.fusion = MaskVLFusion(config.cross_modal_config)
+        self.pooler = MaskVLPooler(width)
+        if config.use_itc_head:
+            self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
+            self.visual_projection = nn.Linear(config.vision_config.hidden_size, config.projection_dim, bias=False)
+            self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
+        else:
+            self.text_projection = self.visual_projection = self.logit_scale = None
+        self.post_init()
+
+    @staticmethod
+    def _bridge(in_size: int, out_size: int) -> nn.Module:
+        return nn.Identity() if in_size == out_size else nn.Linear(in_size, out_size)
+
+    def get_input_embeddings(self):
+        return self.text_model.get_input_embeddings()
+
+    # -- unimodal encoders -------------------------------------------------------------------------------
+    def encode_text(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """(B, T) ids -> (B, T, D_text) unimodal text states."""
+        return self.text_model(input_ids=input_ids, attention_mask=attention_mask,
+                               token_type_ids=token_type_ids).last_hidden_state
+
+    def encode_image(self, pixel_values, bool_masked_pos=None) -> torch.Tensor:
+        """(B, C, H, W) pixels -> (B, 1 + N, D_vision) unimodal image states (masked patches -> mask token)."""
+        return self.vision_model(pixel_values=pixel_values, bool_masked_pos=bool_masked_pos).last_hidden_state
+
+    def fuse(self, text_states, attention_mask, image_states, return_text=True, return_image=True):
+        """Unimodal states -> (fused text (B, T, D) or None, fused image (B, 1 + N, D) or None)."""
+        if attention_mask is None:
+            attention_mask = text_states.new_ones(text_states.shape[:2], dtype=torch.long)
+        return self.fusion(self.text_to_fusion(text_states), attention_mask, self.image_to_fusion(image_states),
+                           return_text=return_text, return_image=return_image)
+
+    def contrastive_embeddings(self, text_states, image_states):
+        """Unimodal CLS states -> L2-normalised ITC embeddings (B, projection_dim) each."""
+        if self.text_projection is None:
+            raise ValueError("This MaskVL model has no ITC projections (config.use_itc_head=False).")
+        text_embeds = nn.functional.normalize(self.text_projection(text_states[:, 0]), dim=-1)
+        image_embeds = nn.functional.normalize(self.visual_projection(image_states[:, 0]), dim=-1)
+        return text_embeds, image_embeds
+
+    def get_text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """Normalised ITC text embeddings (B, projection_dim)."""
+        if self.text_projection is None:
+            raise ValueError("This MaskVL model has no ITC projections (config.use_itc_head=False).")
+        states = self.encode_text(input_ids, attention_mask, token_type_ids)
+        return nn.functional.normalize(self.text_projection(states[:, 0]), dim=-1)
+
+    def get_image_features(self, pixel_values) -> torch.Tensor:
+        """Normalised ITC image embeddings (B, projection_dim)."""
+        if self.visual_projection is None:
+            raise ValueError("This MaskVL model has no ITC projections (config.use_itc_head=False).")
+        states = self.encode_image(pixel_values)
+        return nn.functional.normalize(self.visual_projection(states[:, 0]), dim=-1)
+
+    def forward(self, input_ids=None, attention_mask=None, pixel_values=None, bool_masked_pos=None,
+                token_type_ids=None, return_dict=None, **kwargs) -> MaskVLModelOutput:
+        _check_inputs(input_ids, pixel_values, bool_masked_pos, self.config)
+        text_states = self.encode_text(input_ids, attention_mask, token_type_ids)  # (B, T, Dt)
+        image_states = self.encode_image(pixel_values, bool_masked_pos)  # (B, 1 + N, Dv)
+        fused_text, fused_image = self.fuse(text_states, attention_mask, image_states)
+        text_embeds = image_embeds = None
+        if self.text_projection is not None:
+            text_embeds, image_embeds = self.contrastive_embeddings(text_states, image_states)
+        return MaskVLModelOutput(
+            text_last_hidden_state=text_states, image_last_hidden_state=image_states,
+            fused_text_hidden_state=fused_text, fused_image_hidden_state=fused_image,
+            pooler_output=self.pooler(fused_text, fused_image), text_embeds=text_embeds, image_embeds=image_embeds,
+        )
+
+
+# ------------------------------------------------------------------------------------------ task models
+class MaskVLForPreTraining(MaskVLPreTrainedModel):
+    """MLM + MIM + ITC + ITM pre-training (the heads that the config switches on).
+
+    With ``masked_modeling_passes="separate"`` (MaskVLM) the model runs, per step: the text tower on the
+    unmasked text and (for rows with masked tokens) on the masked text; the vision tower on the unmasked
+    image and (for rows with masked patches) on the masked image; the text fusion on (masked text, unmasked
+    image) for MLM; the image fusion + pixel decoder on (masked image, unmasked text) for MIM; and the fusion
+    on the unmasked pair for ITM. Cost: about 1.5-2x the encoder FLOPs of a single pass when the collator
+    masks one modality per pair (each masked pass covers only the rows that have that modality masked).
+    With ``"joint"`` (MLIM, LXMERT) one pass over the masked inputs serves every head.
+
+    Rows with ``itm_labels == 0`` (swapped images) only contribute to ITM.
+    """
+
+    def __init__(self, config: MaskVLConfig):
+        super().__init__(config)
+        self.maskvl = MaskVLModel(config)
+        width = config.cross_modal_config.hidden_size
+        vision = config.vision_config
+        self.mlm_head = MaskVLMLMHead(width, config.text_config.vocab_size) if config.use_mlm_head else None
+        self.mim_head = (MaskVLPixelDecoder(config.cross_modal_config, vision.patch_size, vision.num_channels)
+                         if config.use_mim_head else None)
+        self.itm_head = MaskVLITMHead(width) if config.use_itm_head else None
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, pixel_values=None, bool_masked_pos=None, labels=None,
+                itm_labels=None, token_type_ids=None, return_dict=None, **kwargs) -> MaskVLForPreTrainingOutput:
+        """See the class docstring. Shapes: input_ids / attention_mask / labels (B, T); pixel_values
+        (B, C, H, W); bool_masked_pos (B, N); itm_labels (B,)."""
+        cfg, base = self.config, self.maskvl
+        _check_inputs(input_ids, pixel_values, bool_masked_pos, cfg)
+        batch = input_ids.shape[0]
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        positive = (itm_labels == 1) if itm_labels is not None else input_ids.new_ones(batch, dtype=torch.bool)
+        text_rows = positive & (labels != -100).any(dim=1) if labels is not None else positive & False
+        image_rows = (positive & bool_masked_pos.any(dim=1)) if bool_masked_pos is not None else positive & False
+        out = {}
+
+        if cfg.masked_modeling_passes == "joint":
+            text_states = base.encode_text(input_ids, attention_mask, token_type_ids)
+            image_states = base.encode_image(pixel_values, bool_masked_pos)
+            fused_text, fused_image = base.fuse(text_states, attention_mask, image_states)
+            pair_text, pair_image = text_states, image_states
+            if self.mlm_head is not None and labels is not None:
+                self._mlm(out, fused_text, labels, text_rows)
+            if self.mim_head is not None and bool_masked_pos is not None:
+                self._mim(out, fused_image, text_states, attention_mask, pixel_values, bool_masked_pos, image_rows)
+        else:
+            clean_ids = input_ids if labels is None else torch.where(labels != -100, labels, input_ids)
+            pair_text = base.encode_text(clean_ids, attention_mask, token_type_ids)  # (B, T, Dt)
+            pair_image = base.encode_image(pixel_values)  # (B, 1 + N, Dv)
+            if self.mlm_head is not None and text_rows.any():
+                rows = text_rows.nonzero().squeeze(1)
+                masked_text = base.encode_text(input_ids[rows], attention_mask[rows],
+                                               None if token_type_ids is None else token_type_ids[rows])
+                fused_text, _ = base.fuse(masked_text, attention_mask[rows], pair_image[rows], return_image=False)
+                self._mlm(out, fused_text, labels[rows], None)
+            if self.mim_head is not None and image_rows.any():
+                rows = image_rows.nonzero().squeeze(1)
+                masked_image = base.encode_image(pixel_values[rows], bool_masked_pos[rows])
+                _, fused_image = base.fuse(pair_text[rows], attention_mask[rows], masked_image, return_text=False)
+                self._mim(out, fused_image, pair_text[rows], attention_mask[rows], pixel_values[rows],
+                          bool_masked_pos[rows], None)
+            fused_text = fused_image = None
+            if self.itm_head is not None:
+                fused_text, fused_image = base.fuse(pair_text, attention_mask, pair_image)
+
+        if self.itm_head is not None:
+            out["itm_logits"] = self.itm_head(base.pooler(fused_text, fused_image))  # (B, 2)
+            if itm_labels is not None:
+                out["itm_labels"] = itm_labels
+        if base.text_projection is not None:
+            self._itc(out, pair_text, pair_image, positive)
+
+        losses = MaskVLLosses(
+            mlm=masked_lm_loss(out["mlm_logits"], out["mlm_labels"]) if "mlm_logits" in out else None,
+            mim=masked_image_loss(out["mim_logits"], out["mim_labels"], cfg.mim_loss) if "mim_logits" in out else None,
+            itc=(contrastive_loss(out["logits_per_text"], out["logits_per_image"], out["itc_labels"])
+                 if "itc_labels" in out else None),
+            itm=itm_loss(out["itm_logits"], itm_labels) if "itm_labels" in out else None,
+        )
+        weights = {"mlm": cfg.mlm_weight, "mim": cfg.mim_weight, "itc": cfg.itc_weight, "itm": cfg.itm_weight}
+        total = weighted_total(dict(losses.items()), weights)
+        return MaskVLForPreTrainingOutput(loss=total, loss_breakdown=losses, **out)
+
+    # -- one small step per objective ---------------------------------------------------------------------
+    def _mlm(self, out, fused_text, labels, rows):
+        """Score only the masked positions: (B, T, D) -> (M, V)."""
+        if rows is not None:
+            labels = labels.masked_fill(~rows[:, None], -100)
+        scored = labels != -100  # (B, T)
+        out["mlm_logits"] = self.mlm_head(fused_text[scored])  # (M, V)
+        out["mlm_labels"] = labels[scored]  # (M,)
+        out["mlm_accuracy"] = mlm_accuracy(out["mlm_logits"].detach(), out["mlm_labels"])
+
+    def _mim(self, out, fused_image, text_states, attention_mask, pixel_values, bool_masked_pos, rows):
+        """Decode every patch, score only the masked ones: (B, 1 + N, D) -> (K, P * P * C)."""
+        if rows is not None:
+            bool_masked_pos = bool_masked_pos & rows[:, None]
+        text_context = self.maskvl.text_to_fusion(text_states)
+        text_keys = additive_key_mask(attention_mask, text_context.dtype)
+        pixels = self.mim_head(fused_image, text_context, text_keys)[:, 1:]  # (B, N, P * P * C), drop CLS
+        target = patchify(pixel_values, self.config.vision_config.patch_size)  # (B, N, P * P * C)
+        if self.config.norm_pix_loss:
+            mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6) ** 0.5
+        out["mim_logits"] = pixels[bool_masked_pos]  # (K, P * P * C)
+        out["mim_labels"] = target[bool_masked_pos]
+
+    def _itc(self, out, text_states, image_states, positive):
+        """Contrastive logits over the true pairs of every process."""
+        text_embeds, image_embeds = self.maskvl.contrastive_embeddings(text_states, image_states)
+        out["text_embeds"], out["image_embeds"] = text_embeds, image_embeds
+        all_text, offset = gather_across_processes(text_embeds)
+        all_image, _ = gather_across_processes(image_embeds)
+        all_positive, _ = gather_across_processes(positive.to(torch.uint8))
+        all_positive = all_positive.bool()
+        scale = self.maskvl.logit_scale.clamp(max=4.6052).exp()  # temperature >= 0.01, as in CLIP
+        local_rows = positive.nonzero().squeeze(1)
+        columns = all_positive.nonzero().squeeze(1)
+        out["logits_per_text"] = scale * text_embeds[local_rows] @ all_image[columns].t()  # (M, K)
+        out["logits_per_image"] = scale * image_embeds[local_rows] @ all_text[columns].t()  # (M, K)
+        # column of each local true pair among the gathered true pairs
+        out["itc_labels"] = torch.searchsorted(columns, local_rows + offset)
+
+
+class MaskVLForMaskedLM(MaskVLPreTrainedModel):
+    """Fill-mask conditioned on an image: masked text + image -> vocabulary logits for every text position."""
+
+    def __init__(self, config: MaskVLConfig):
+        super().__init__(config)
+        self.maskvl = MaskVLModel(config)
+        self.mlm_head = MaskVLMLMHead(config.cross_modal_config.hidden_size, config.text_config.vocab_size)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, pixel_values=None, bool_masked_pos=None, labels=None,
+                token_type_ids=None, return_dict=None, **kwargs) -> MaskedLMOutput:
+        """Returns ``logits`` (B, T, V) and, with ``labels`` (B, T; -100 ignored), the MLM ``loss``."""
+        _check_inputs(input_ids, pixel_values, bool_masked_pos, self.config)
+        base = self.maskvl
+        text_states = base.encode_text(input_ids, attention_mask, token_type_ids)
+        image_states = base.encode_image(pixel_values, bool_masked_pos)
+        fused_text, _ = base.fuse(text_states, attention_mask, image_states, return_image=False)
+        logits = self.mlm_head(fused_text)  # (B, T, V)
+        loss = masked_lm_loss(logits, labels) if labels is not None else None
+        return MaskedLMOutput(loss=loss, logits=logits)
+
+
+class MaskVLForQuestionAnswering(MaskVLPreTrainedModel):
+    """Visual question answering as classification over ``config.num_labels`` answers (``id2label``).
+
+    ``labels``: (B,) answer indices -> cross-entropy; or (B, num_labels) soft scores (VQAv2) -> BCE.
+    """
+
+    def __init__(self, config: MaskVLConfig):
+        super().__init__(config)
+        self.maskvl = MaskVLModel(config)
+        self.classifier = MaskVLAnswerHead(config.cross_modal_config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, pixel_values=None, labels=None, token_type_ids=None,
+                return_dict=None, **kwargs) -> SequenceClassifierOutput:
+        outputs = self.maskvl(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                              token_type_ids=token_type_ids)
+        logits = self.classifier(outputs.pooler_output)  # (B, num_labels)
+        loss = vqa_loss(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+class MaskVLForImageTextRetrieval(MaskVLPreTrainedModel):
+    """Image-text retrieval: ITC similarity for all pairs of a batch, ITM score for re-ranking aligned pairs.
+
+    Needs a config with ``use_itc_head=True``; the ITM score is available when ``use_itm_head=True``.
+    """
+
+    def __init__(self, config: MaskVLConfig):
+        super().__init__(config)
+        if not config.use_itc_head:
+            raise ValueError("MaskVLForImageTextRetrieval needs config.use_itc_head=True (ITC projections).")
+        self.maskvl = MaskVLModel(config)
+        self.itm_head = MaskVLITMHead(config.cross_modal_config.hidden_size) if config.use_itm_head else None
+        self.post_init()
+
+    def itm_scores(self, input_ids, attention_mask, pixel_values) -> torch.Tensor:
+        """Probability (B,) that text i matches image i -- use it to re-rank the ITC top-k."""
+        if self.itm_head is None:
+            raise ValueError("This model has no ITM head (config.use_itm_head=False).")
+        out = self.maskvl(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values)
+        return self.itm_head(out.pooler_output).softmax(-1)[:, 1]
+
+    def forward(self, input_ids=None, attention_mask=None, pixel_values=None, itm_labels=None, return_loss=False,
+                token_type_ids=None, return_dict=None, **kwargs) -> MaskVLRetrievalOutput:
+        out = self.maskvl(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                          token_type_ids=token_type_ids)
+        scale = self.maskvl.logit_scale.clamp(max=4.6052).exp()
+        logits_per_text = scale * out.text_embeds @ out.image_embeds.t()  # (B, B)
+        itm_logits = self.itm_head(out.pooler_output) if self.itm_head is not None else None
+        loss = None
+        if return_loss:
+            positive = itm_labels == 1 if itm_labels is not None else torch.ones_like(input_ids[:, 0], dtype=torch.bool)
+            rows = positive.nonzero().squeeze(1)
+            sub = logits_per_text[rows][:, rows]
+            targets = torch.arange(len(rows), device=sub.device)
+            loss = contrastive_loss(sub, sub.t(), targets)
+            if itm_labels is not None and itm_logits is not None:
+                loss = loss + itm_loss(itm_logits, itm_labels)
+        return MaskVLRetrievalOutput(
+            loss=loss, logits_per_text=logits_per_text, logits_per_image=logits_per_text.t(), itm_logits=itm_logits,
+            itm_scores=itm_logits.softmax(-1)[:, 1] if itm_logits is not None else None,
+            text_embeds=out.text_embeds, image_embeds=out.image_embeds,
+        )

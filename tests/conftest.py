@@ -1,0 +1,26 @@
+"""Test-wide settings: no Hub access, a private HF_HOME per run, quiet logs."""
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+# Must happen before transformers / datasets / huggingface_hub are imported anywhere.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="maskvl-hf-home-")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_DISABLED", "true")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TRAIN_SCRIPTS = REPO_ROOT / "train_scripts"
+if str(TRAIN_SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(TRAIN_SCRIPTS))
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT
