@@ -1,0 +1,289 @@
+"""Masking primitives: pure functions of tensors and a `torch.Generator`, each written once.
+
+Conventions (as in MAE / BEiT): a mask is a bool tensor, True = masked. Text tensors are (B, T)
+over word-pieces; word-level tensors are (B, W) over word indices (`word_ids`, -1 = no word);
+image masks are (B, N) over patches in row-major order (ViT's flattening of the conv grid).
+All randomness comes from the `generator` argument, so the same seed gives the same masks.
+The policy classes in `text_masking`, `image_masking`, `joint_masking` and `itm_negatives`
+are thin wrappers around these.
+"""
+
+import math
+
+import torch
+
+IGNORE_INDEX = -100
+
+
+def _per_row(value, batch_size: int) -> torch.Tensor:
+    """A float or a (B,) tensor as a (B,) float tensor."""
+    if isinstance(value, torch.Tensor):
+        return value.to(torch.float32).reshape(-1).expand(batch_size) if value.numel() == 1 else value.float()
+    return torch.full((batch_size,), float(value))
+
+
+def bernoulli_mask(candidates: torch.Tensor, rate, generator: torch.Generator) -> torch.Tensor:
+    """Mask each candidate position independently with probability `rate` (float or (B,)). (B, T) bool."""
+    rate = _per_row(rate, candidates.shape[0])
+    draws = torch.rand(candidates.shape, generator=generator)  # (B, T)
+    return candidates & (draws < rate[:, None])
+
+
+def exact_count_mask(candidates: torch.Tensor, counts: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mask exactly `min(counts[b], #candidates[b])` candidate positions per row, uniformly. (B, N) bool."""
+    noise = torch.rand(candidates.shape, generator=generator)  # (B, N)
+    noise = noise.masked_fill(~candidates, 2.0)  # non-candidates sort last
+    ranks = noise.argsort(dim=1).argsort(dim=1)  # rank of each position in its row
+    return candidates & (ranks < counts.to(torch.long)[:, None])
+
+
+def word_level_features(word_ids: torch.Tensor, values: torch.Tensor, num_words: int, fill=0) -> torch.Tensor:
+    """Scatter token values onto words: (B, T) -> (B, W), the max over each word's tokens.
+
+    All tokens of a word carry the same value in the tagged features, so the max just collects it.
+    Positions with word id -1 are ignored; words without tokens get `fill`.
+    """
+    batch = word_ids.shape[0]
+    valid = word_ids >= 0
+    index = word_ids.clamp(min=0)
+    work = values.to(torch.int64) if values.dtype == torch.bool else values
+    low = torch.finfo(work.dtype).min if work.is_floating_point() else torch.iinfo(work.dtype).min
+    present = torch.zeros((batch, num_words), dtype=torch.int64).scatter_reduce(1, index, valid.long(), "amax")
+    out = torch.full((batch, num_words), low, dtype=work.dtype)
+    out = out.scatter_reduce(1, index, work.masked_fill(~valid, low), "amax")  # (B, W)
+    out = out.masked_fill(present == 0, fill)
+    return out.bool() if values.dtype == torch.bool else out
+
+
+def whole_word_bernoulli_mask(word_ids: torch.Tensor, candidates: torch.Tensor, rate, generator) -> torch.Tensor:
+    """Pick each candidate *word* with probability `rate`; mask all of its word-pieces. (B, T) bool."""
+    batch, _ = word_ids.shape
+    num_words = int(word_ids.max().item()) + 1 if word_ids.numel() else 0
+    if num_words <= 0:
+        return torch.zeros_like(candidates)
+    rate = _per_row(rate, batch)
+    picked_words = torch.rand((batch, num_words), generator=generator) < rate[:, None]  # (B, W)
+    picked = picked_words.gather(1, word_ids.clamp(min=0))  # (B, T)
+    return candidates & picked & (word_ids >= 0)
+
+
+def whole_word_rate_mask(word_ids, candidate_words: torch.Tensor, rate, generator) -> torch.Tensor:
+    """Pick `round(rate * #candidate words)` candidate words per row (at least one if any). (B, W) bool."""
+    rate = _per_row(rate, candidate_words.shape[0])
+    available = candidate_words.sum(dim=1).float()
+    counts = torch.where(available > 0, (rate * available).round().clamp(min=1), torch.zeros_like(available))
+    counts = torch.where(rate > 0, counts, torch.zeros_like(counts))
+    return exact_count_mask(candidate_words, counts.long(), generator)
+
+
+def choose_one_word(candidate_words: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Pick one candidate word per row uniformly; -1 where a row has no candidate. (B,) long."""
+    scores = torch.rand(candidate_words.shape, generator=generator).masked_fill(~candidate_words, -1.0)
+    best = scores.argmax(dim=1)
+    return torch.where(candidate_words.any(dim=1), best, torch.full_like(best, -1))
+
+
+def choose_top_k_weighted(
+    word_scores: torch.Tensor, candidate_words: torch.Tensor, weights_by_count: dict, generator: torch.Generator
+) -> torch.Tensor:
+    """Rank candidate words by score and pick one of the top k with count-dependent weights. (B,) long.
+
+    `weights_by_count[n]` gives the weights when a row has n ranked candidates (n = 1..k), e.g.
+    {3: (0.55, 0.30, 0.15), 2: (0.75, 0.25), 1: (1.0,)} (Bitton et al.'s top-concrete). Rows with
+    no candidate get -1. Ties in score are broken by word position (earlier first).
+    """
+    k = max(weights_by_count)
+    batch, num_words = word_scores.shape
+    if num_words == 0:
+        return torch.full((batch,), -1, dtype=torch.long)
+    k_eff = min(k, num_words)
+    position_bias = torch.arange(num_words, dtype=torch.float64) * 1e-9  # stable tie-breaking
+    scores = word_scores.double() - position_bias
+    scores = scores.masked_fill(~candidate_words, -math.inf)
+    top_scores, top_words = scores.topk(k_eff, dim=1)  # (B, k)
+    available = torch.isfinite(top_scores).sum(dim=1)  # (B,)
+    weight_table = torch.zeros((k + 1, k_eff))
+    for n, weights in weights_by_count.items():
+        weight_table[n, : min(n, k_eff)] = torch.tensor(weights[:k_eff], dtype=torch.float32)
+    weights = weight_table[available.clamp(max=k)]  # (B, k)
+    has_any = available > 0
+    weights[~has_any, 0] = 1.0  # dummy, replaced by -1 below
+    slot = torch.multinomial(weights, 1, generator=generator).squeeze(1)  # (B,)
+    chosen = top_words.gather(1, slot[:, None]).squeeze(1)
+    return torch.where(has_any, chosen, torch.full_like(chosen, -1))
+
+
+def word_keys(input_ids: torch.Tensor, word_ids: torch.Tensor) -> torch.Tensor:
+    """A hash per token of its whole word's word-piece sequence, so equal words share a key. (B, T) long.
+
+    Same word-pieces = same word (for uncased tokenizers: same lower-cased word). Tokens without
+    a word get key -1. Polynomial hash of the piece ids in int64 (wrap-around is deterministic).
+    """
+    batch, length = input_ids.shape
+    valid = word_ids >= 0
+    index = word_ids.clamp(min=0)
+    positions = torch.arange(length).expand(batch, length)
+    num_words = max(int(word_ids.max().item()) + 1, 1) if word_ids.numel() else 1
+    first = torch.full((batch, num_words), length, dtype=torch.long)
+    first = first.scatter_reduce(1, index, positions.masked_fill(~valid, length), "amin")
+    offset = positions - first.gather(1, index)  # piece position inside its word
+    base = torch.tensor(1_000_003, dtype=torch.long)
+    powers = base.pow(offset.clamp(min=0, max=62))  # wraps deterministically in int64
+    contributions = ((input_ids.long() + 1) * powers).masked_fill(~valid, 0)
+    keys = torch.zeros((batch, num_words), dtype=torch.long).scatter_add(1, index, contributions)
+    return torch.where(valid, keys.gather(1, index), torch.full_like(input_ids, -1, dtype=torch.long))
+
+
+def mask_word_occurrences(keys: torch.Tensor, word_ids: torch.Tensor, target_words: torch.Tensor) -> torch.Tensor:
+    """Mask every token whose word equals row b's target word (`target_words[b]`, -1 = none). (B, T) bool."""
+    has_target = target_words >= 0
+    target_position = (word_ids == target_words[:, None]) & has_target[:, None]  # (B, T)
+    # key of the target word: any of its tokens carries it
+    target_key = torch.where(target_position, keys, torch.full_like(keys, torch.iinfo(torch.long).min)).amax(dim=1)
+    return (keys == target_key[:, None]) & (word_ids >= 0) & has_target[:, None]
+
+
+def corrupt_tokens(
+    input_ids: torch.Tensor,
+    mask: torch.Tensor,
+    mask_token_id: int,
+    vocab_size: int,
+    generator: torch.Generator,
+    mask_replace_prob: float = 0.8,
+    random_replace_prob: float = 0.1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT corruption of the masked positions: each one independently becomes [MASK] with
+    `mask_replace_prob`, a random token with `random_replace_prob`, else stays. Returns
+    (corrupted input_ids (B, T), labels (B, T) with -100 where not masked)."""
+    labels = torch.where(mask, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+    draws = torch.rand(input_ids.shape, generator=generator)  # (B, T)
+    to_mask = mask & (draws < mask_replace_prob)
+    to_random = mask & (draws >= mask_replace_prob) & (draws < mask_replace_prob + random_replace_prob)
+    random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, dtype=input_ids.dtype)
+    corrupted = torch.where(to_mask, torch.full_like(input_ids, mask_token_id), input_ids)
+    corrupted = torch.where(to_random, random_ids, corrupted)
+    return corrupted, labels
+
+
+def random_patch_mask(batch_size: int, num_patches: int, counts: torch.Tensor, generator) -> torch.Tensor:
+    """MAE-style: exactly `counts[b]` random patches masked in image b. (B, N) bool."""
+    candidates = torch.ones((batch_size, num_patches), dtype=torch.bool)
+    return exact_count_mask(candidates, counts, generator)
+
+
+def aligned_block_mask(
+    batch_size: int, grid: tuple[int, int], block: tuple[int, int], block_counts: torch.Tensor, generator
+) -> torch.Tensor:
+    """MaskVLM-style: tile the patch grid with aligned blocks of `block` (h, w) patches and mask
+    exactly `block_counts[b]` whole blocks of image b. Edge blocks are cropped. (B, N) bool."""
+    grid_h, grid_w = grid
+    block_h, block_w = block
+    blocks_h, blocks_w = math.ceil(grid_h / block_h), math.ceil(grid_w / block_w)
+    chosen = random_patch_mask(batch_size, blocks_h * blocks_w, block_counts, generator)  # (B, bh*bw)
+    chosen = chosen.view(batch_size, blocks_h, blocks_w)
+    full = chosen.repeat_interleave(block_h, dim=1).repeat_interleave(block_w, dim=2)  # (B, bh*h, bw*w)
+    return full[:, :grid_h, :grid_w].reshape(batch_size, grid_h * grid_w)
+
+
+def blockwise_mask(
+    grid: tuple[int, int],
+    num_masked: int,
+    generator: torch.Generator,
+    min_block_patches: int = 4,
+    max_block_patches: int | None = None,
+    min_aspect: float = 0.3,
+    max_attempts: int = 10,
+) -> torch.Tensor:
+    """BEiT-style blockwise mask of one image with exactly `num_masked` patches. (N,) bool.
+
+    Rectangles of random area in [min_block_patches, max_block_patches] and log-uniform aspect
+    ratio are placed until no more fit (BEiT's algorithm); any shortfall (< min_block_patches) is
+    then filled with patches 4-adjacent to the mask, so every patch touches a block.
+    """
+    grid_h, grid_w = grid
+    num_patches = grid_h * grid_w
+    num_masked = max(0, min(int(num_masked), num_patches))
+    max_block_patches = max_block_patches or num_masked
+    mask = torch.zeros((grid_h, grid_w), dtype=torch.bool)
+    log_aspect = (math.log(min_aspect), math.log(1.0 / min_aspect))
+    count = 0
+    while count < num_masked:
+        budget = num_masked - count
+        added = 0
+        draws = torch.rand((max_attempts, 4), generator=generator).tolist()
+        for u_area, u_aspect, u_top, u_left in draws:
+            upper = min(budget, max_block_patches)
+            if upper < min_block_patches:
+                break
+            area = min_block_patches + u_area * (upper - min_block_patches)
+            aspect = math.exp(log_aspect[0] + u_aspect * (log_aspect[1] - log_aspect[0]))
+            h = int(round(math.sqrt(area * aspect)))
+            w = int(round(math.sqrt(area / aspect)))
+            if not (0 < h <= grid_h and 0 < w <= grid_w):
+                continue
+            top = int(u_top * (grid_h - h + 1))
+            left = int(u_left * (grid_w - w + 1))
+            window = mask[top : top + h, left : left + w]
+            new = h * w - int(window.sum())
+            if 0 < new <= budget:
+                window.fill_(True)
+                added = new
+                break
+        if added == 0:
+            break
+        count += added
+    if count < num_masked:
+        mask = _grow_mask(mask, num_masked - count, generator)
+    return mask.reshape(num_patches)
+
+
+def _grow_mask(mask: torch.Tensor, extra: int, generator: torch.Generator) -> torch.Tensor:
+    """Add `extra` patches to a (H, W) mask, each 4-adjacent to the mask (any patch if it is empty)."""
+    mask = mask.clone()
+    for _ in range(extra):
+        padded = torch.nn.functional.pad(mask[None, None].float(), (1, 1, 1, 1))[0, 0]
+        neighbours = (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]) > 0
+        frontier = neighbours & ~mask if mask.any() else ~mask
+        if not frontier.any():
+            frontier = ~mask
+        flat = frontier.reshape(-1).nonzero().squeeze(1)
+        pick = flat[torch.randint(len(flat), (1,), generator=generator)]
+        mask.view(-1)[pick] = True
+    return mask
+
+
+def derangement(n: int, generator: torch.Generator, max_tries: int = 1000) -> torch.Tensor:
+    """A uniformly random permutation of range(n) with no fixed point (n >= 2). (n,) long."""
+    if n < 2:
+        raise ValueError(f"a derangement needs at least 2 elements, got {n}")
+    identity = torch.arange(n)
+    for _ in range(max_tries):
+        perm = torch.randperm(n, generator=generator)
+        if not (perm == identity).any():
+            return perm
+    return torch.roll(identity, 1)  # unreachable in practice (P(fail) ~ e^-1000)
+
+
+def sample_modes(batch_size: int, probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Draw one mode index per row from the categorical `probs` (M,). (B,) long."""
+    return torch.multinomial(probs.float().expand(batch_size, -1), 1, generator=generator).squeeze(1)
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "bernoulli_mask",
+    "exact_count_mask",
+    "word_level_features",
+    "whole_word_bernoulli_mask",
+    "whole_word_rate_mask",
+    "choose_one_word",
+    "choose_top_k_weighted",
+    "word_keys",
+    "mask_word_occurrences",
+    "corrupt_tokens",
+    "random_patch_mask",
+    "aligned_block_mask",
+    "blockwise_mask",
+    "derangement",
+    "sample_modes",
+]
