@@ -205,6 +205,14 @@ class MaskVLPreTrainedModel(PreTrainedModel):
         if isinstance(module, MaskVLModel) and module.logit_scale is not None:
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """``PreTrainedModel.from_pretrained`` that only ever reads safetensors weights (never unpickles)."""
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError("MaskVL models load safetensors weights only; use_safetensors=False is refused.")
+        kwargs["use_safetensors"] = True
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save weights (safetensors), config with a complete ``auto_map`` and the code files."""
         self.config.auto_map = dict(AUTO_MAP)

@@ -403,3 +403,15 @@ def test_start_from_real_pretrained_text_tower():
     batch = make_batch(model.config)
     batch["input_ids"] = batch["input_ids"] % 1000 + 1000
     assert torch.isfinite(model(**batch).loss)
+
+
+def test_loading_never_unpickles(tmp_path):
+    """A folder with only a pickle checkpoint is refused, even through the auto classes."""
+    config = tiny_config("maskvlm-tiny")
+    model = MaskVLForPreTraining(config)
+    config.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(OSError, match="model.safetensors"):
+        AutoModelForPreTraining.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="safetensors weights only"):
+        MaskVLForPreTraining.from_pretrained(tmp_path, use_safetensors=False)
