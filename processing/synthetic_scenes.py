@@ -204,8 +204,8 @@ def relation_holds(a: SceneObject, b: SceneObject, relation: str, image_size: in
 
     left/right/above/below: the bounding circles do not overlap along that axis
     (so every pixel of ``a`` is left of every pixel of ``b``) and the displacement
-    is mostly along that axis (|off-axis| <= |on-axis|). near: the gap between
-    the bounding circles is at most 10% of the image side.
+    is mostly along that axis (|off-axis| <= |on-axis|), with a one-pixel margin.
+    near: the gap between the bounding circles is at most 10% of the image side.
     """
     dx, dy = b.x - a.x, b.y - a.y  # image y grows downwards
     if relation in ("left", "right"):
@@ -217,7 +217,7 @@ def relation_holds(a: SceneObject, b: SceneObject, relation: str, image_size: in
         return 0 < gap <= 0.10 * image_size
     else:
         raise ValueError(f"unknown relation {relation!r}; expected one of {sorted(RELATIONS)}")
-    return along > a.radius + b.radius and across <= along
+    return along >= a.radius + b.radius + 1.0 and across <= along  # +1 px: pixel rounding
 
 
 def _min_gap(image_size: int) -> float:

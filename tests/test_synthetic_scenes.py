@@ -148,19 +148,24 @@ def test_relations_hold_geometrically(rows):
 
 
 def test_relation_holds_on_pixels():
+    """For left/right/above/below every painted pixel of A is on that side of every pixel of B."""
     rng = np.random.default_rng(7)
-    for _ in range(200):
+    seen = set()
+    for _ in range(300):
         scene, *_ = ss.sample_scene(rng, 64)
         for s, rel, o in scene.relations:
-            if rel not in ("left", "right"):
+            if rel == "near":
                 continue
-            cols = []
+            axis = 0 if rel in ("left", "right") else 1  # 0: columns (x), 1: rows (y)
+            extents = []
             for obj in (scene.objects[s], scene.objects[o]):
                 _, painted, (top, left) = ss.object_masks(obj, 64)
-                xs = np.nonzero(painted.any(axis=0))[0] + left
-                cols.append((xs.min(), xs.max()))
-            (a_min, a_max), (b_min, b_max) = cols
-            assert a_max < b_min if rel == "left" else a_min > b_max
+                coords = np.nonzero(painted.any(axis=axis))[0] + (left if axis == 0 else top)
+                extents.append((coords.min(), coords.max()))
+            (a_min, a_max), (b_min, b_max) = extents
+            assert a_max < b_min if rel in ("left", "above") else a_min > b_max
+            seen.add(rel)
+    assert seen == {"left", "right", "above", "below"}
 
 
 def test_statistics_in_documented_ranges(ds):
@@ -263,39 +268,83 @@ def _masked_examples(captions, target_class, vocabulary):
     return examples
 
 
+def _max_feature_skew(examples, min_count=100):
+    """Largest excess, in binomial standard deviations, of a label's share among the
+    examples with one context feature (seen at least ``min_count`` times) over its
+    overall share."""
+    overall = Counter(label for label, _ in examples)
+    by_feature = defaultdict(Counter)
+    for label, feats in examples:
+        for f in set(feats):
+            by_feature[f][label] += 1
+    worst = 0.0
+    for counts in by_feature.values():
+        n = sum(counts.values())
+        if n < min_count:
+            continue
+        for label, k in counts.items():
+            p = overall[label] / len(examples)
+            worst = max(worst, (k / n - p) / math.sqrt(p * (1 - p) / n))
+    return worst
+
+
+def _assert_unguessable(examples, vocabulary, chance):
+    assert _naive_bayes_accuracy(examples) < chance + 0.04, vocabulary
+    # No single context word (template word, neighbour, other grounded word) shifts the label:
+    # 5 sigma over ~100 features x 10 labels keeps false alarms rare.
+    assert _max_feature_skew(examples) < 5.0, vocabulary
+
+
+def _captions(n, seed):
+    rng = np.random.default_rng(seed)
+    return [ss.sample_scene(rng)[2:4] for _ in range(n)]
+
+
 def test_grounded_words_cannot_be_guessed_from_text():
-    rng = np.random.default_rng(11)
-    captions = [ss.sample_scene(rng)[2:4] for _ in range(3000)]
-    for vocabulary, target_class in ((ss.SHAPES, "object"), (tuple(ss.COLORS), "attribute"), (ss.TEXTURES, "attribute")):
+    captions = _captions(3000, seed=11)
+    for vocabulary, target_class in (
+        (ss.SHAPES, "object"),
+        (tuple(ss.COLORS), "attribute"),
+        (ss.TEXTURES, "attribute"),
+        (tuple(ss.SIZES), "attribute"),
+    ):
         examples = _masked_examples(captions, target_class, set(vocabulary))
         frequencies = Counter(label for label, _ in examples)
         chance = 1 / len(vocabulary)
         assert set(frequencies) == set(vocabulary)
         assert max(frequencies.values()) / len(examples) < chance + 0.03  # balanced vocabulary
-        assert _naive_bayes_accuracy(examples) < chance + 0.04, vocabulary
+        _assert_unguessable(examples, vocabulary, chance)
     # Relations: the frame "to the ___ of" tells left/right (50/50) from above/below/near (1/3 each),
     # but nothing in the text tells which one.
     examples = _masked_examples(captions, "relationship", set(ss.RELATIONS))
     in_frame = [(y, f) for y, f in examples if y in ("left", "right")]
     bare = [(y, f) for y, f in examples if y not in ("left", "right")]
-    assert _naive_bayes_accuracy(in_frame) < 0.5 + 0.06
-    assert _naive_bayes_accuracy(bare) < 1 / 3 + 0.06
+    _assert_unguessable(in_frame, ("left", "right"), 1 / 2)
+    _assert_unguessable(bare, ("above", "below", "near"), 1 / 3)
 
 
-def test_leak_check_detects_a_leak():
-    """The predictor above is strong enough to find a real leak (guards the test itself)."""
-    rng = np.random.default_rng(11)
-    captions = []
-    for _ in range(1500):
-        scene, _, words, classes, _ = ss.sample_scene(rng)
-        # Leaky variant: circles always get the word "round" in front.
-        leaky = [("round " + w) if w == "circle" else w for w in words]
-        words = " ".join(leaky).split()
-        classes = ["content" if w == "round" else "x" for w in words]
-        classes = [("object" if w in ss.SHAPES else c) for w, c in zip(words, classes)]
-        captions.append((words, classes))
-    examples = _masked_examples(captions, "object", set(ss.SHAPES))
-    assert _naive_bayes_accuracy(examples) > 1 / len(ss.SHAPES) + 0.05
+def _leaky(captions, rewrite):
+    out = []
+    for words, _ in captions:
+        words = rewrite(list(words))
+        out.append((words, ["object" if w in ss.SHAPES else "x" for w in words]))
+    return out
+
+
+def test_leak_checks_detect_leaks():
+    """The checks above are strong enough to find real leaks (guards the test itself)."""
+    captions = _captions(3000, seed=11)
+    chance = 1 / len(ss.SHAPES)
+    # A strong leak: circles always get the word "round" in front.
+    strong = _leaky(captions, lambda ws: " ".join("round " + w if w == "circle" else w for w in ws).split())
+    assert _naive_bayes_accuracy(_masked_examples(strong, "object", set(ss.SHAPES))) > chance + 0.05
+    # A weak leak: single triangles are always captioned with one particular template.
+    def triangle_template(words):
+        if words.count("triangle") == 1 and sum(w in ss.SHAPES for w in words) == 1:
+            return ["a", "simple", "drawing", "of", "a", "triangle", "."]
+        return words
+    weak = _masked_examples(_leaky(captions, triangle_template), "object", set(ss.SHAPES))
+    assert _max_feature_skew(weak) > 5.0
 
 
 def test_generation_speed_is_reasonable():
