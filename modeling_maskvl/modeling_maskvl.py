@@ -198,6 +198,8 @@ class MaskVLPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = False
     _supports_attention_backend = True
     _no_split_modules = ["MaskVLFusionLayer", "BertLayer", "ViTLayer"]
+    # a task model loaded from a checkpoint of another task silently drops the other tasks' heads
+    _keys_to_ignore_on_load_unexpected = [r"^(mlm_head|mim_head|itm_head|classifier)\."]
 
     @torch.no_grad()
     def _init_weights(self, module):

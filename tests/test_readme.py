@@ -1,0 +1,29 @@
+"""README stays true: its quick-start snippet runs as written."""
+
+import os
+import re
+
+
+def test_readme_quick_start_runs(repo_root, tmp_path):
+    text = (repo_root / "README.md").read_text()
+    block = re.search(r"## Quick start.*?```python\n(.*?)```", text, re.S)
+    assert block, "README has no quick-start python block"
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        namespace = {}
+        exec(compile(block.group(1), "README.md quick start", "exec"), namespace)
+    finally:
+        os.chdir(cwd)
+    assert type(namespace["reloaded"]).__name__ == "MaskVLForPreTraining"
+    assert (tmp_path / "my-maskvl" / "model.safetensors").exists()
+    assert (tmp_path / "my-maskvl" / "processor_config.json").exists()
+
+
+def test_readme_commands_match_ci(repo_root):
+    """`.ci/run` runs README's test command verbatim."""
+    readme = (repo_root / "README.md").read_text()
+    ci = (repo_root / ".ci" / "run").read_text()
+    commands = re.findall(r"```bash\n(python3 -m venv .*?)\n```", readme)
+    test_command = [c for c in commands if "pytest" in c]
+    assert len(test_command) == 1 and test_command[0] in ci
