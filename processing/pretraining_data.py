@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 import datasets
 
+from .errors import MaskVLDataError
 from .synthetic_scenes import make_synthetic_dataset, synthetic_split_seed
 
 __all__ = ["IMAGE_EXTENSIONS", "load_image_text_dataset", "train_eval_split"]
@@ -71,8 +72,9 @@ def load_image_text_dataset(
         cache_dir: passed to ``load_dataset``.
 
     Raises:
-        ValueError: more than one source, or the image/caption column is missing
-            (the message names it and lists the available columns).
+        ValueError: more than one source.
+        MaskVLDataError (a ValueError): the image/caption column is missing (the
+            message names it and lists the available columns).
         FileNotFoundError: ``train_dir`` or a shard does not exist.
     """
     sources = {"dataset_name": dataset_name, "train_dir": train_dir, "webdataset": webdataset}
@@ -136,8 +138,8 @@ def _column_names(ds) -> list[str]:
     return list(names)
 
 
-def _missing_column(kind: str, column: str, available: list[str], extra: str = "") -> ValueError:
-    return ValueError(
+def _missing_column(kind: str, column: str, available: list[str], extra: str = "") -> MaskVLDataError:
+    return MaskVLDataError(
         f"{kind} column {column!r} not found; available columns: {available}{extra}. "
         f"Pass {kind}_column=<name> to choose another."
     )
@@ -180,7 +182,7 @@ def _standardise_columns(ds, image_column: str, caption_column: str):
     for column, target in ((image_column, "image"), (caption_column, "caption")):
         if column != target:
             if target in names:
-                raise ValueError(
+                raise MaskVLDataError(
                     f"cannot rename {column!r} to {target!r}: the data set already has a {target!r} column; "
                     f"remove it first or pass {target}_column={target!r}"
                 )

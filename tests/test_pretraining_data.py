@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 import datasets
+from maskvl_processing.errors import MaskVLDataError
 from maskvl_processing.pretraining_data import load_image_text_dataset, resolve_shards, train_eval_split
 from maskvl_processing.synthetic_scenes import make_synthetic_splits
 
@@ -78,12 +79,12 @@ def test_imagefolder_streaming(image_folder):
 
 
 def test_missing_caption_column_is_named(image_folder):
-    with pytest.raises(ValueError, match=r"caption column 'caption' not found.*'text'"):
+    with pytest.raises(MaskVLDataError, match=r"caption column 'caption' not found.*'text'"):
         load_image_text_dataset(train_dir=image_folder)
 
 
 def test_missing_image_column_is_named(image_folder):
-    with pytest.raises(ValueError, match=r"image column 'picture' not found.*'image'.*'text'"):
+    with pytest.raises(MaskVLDataError, match=r"image column 'picture' not found.*'image'.*'text'"):
         load_image_text_dataset(train_dir=image_folder, image_column="picture", caption_column="text")
 
 
@@ -120,7 +121,7 @@ def test_webdataset_errors_name_path_and_column(shards, tmp_path):
         load_image_text_dataset(webdataset=[str(shards[0]), str(tmp_path / "shard-999.tar")])
     with pytest.raises(FileNotFoundError, match="nothing-"):
         load_image_text_dataset(webdataset=str(tmp_path / "nothing-*.tar"))
-    with pytest.raises(ValueError, match=r"image column 'jpg' not found.*'png'"):
+    with pytest.raises(MaskVLDataError, match=r"image column 'jpg' not found.*'png'"):
         load_image_text_dataset(webdataset=str(shards[0]), image_column="jpg")
 
 
@@ -128,7 +129,7 @@ def test_webdataset_missing_caption(tmp_path):
     path = tmp_path / "images-only.tar"
     with tarfile.open(path, "w") as tar:
         _add(tar, "000000.jpg", _png(0))
-    with pytest.raises(ValueError, match=r"caption column 'caption' not found.*'jpg'"):
+    with pytest.raises(MaskVLDataError, match=r"caption column 'caption' not found.*'jpg'"):
         load_image_text_dataset(webdataset=str(path))
 
 
