@@ -177,7 +177,7 @@ class WordClassMasking(TextMaskingPolicy):
         return f"word_class={self.word_class}, mode={self.mode!r}{rate}"
 
     def _word_level(self, batch: TextBatch):
-        """(word classes (B, W), word exists (B, W), per-token word keys (B, T))."""
+        """(word class flags (B, W), word exists (B, W))."""
         batch.require("word_class")
         num_words = batch.num_words
         classes = word_level_features(batch.word_ids, batch.word_class.long(), num_words, fill=0)

@@ -21,7 +21,8 @@ Word classes (following Bitton et al.'s code, with their bugs fixed):
 * RELATIONSHIP: a verb or adposition (VERB, ADP / VB*, IN, RP; forms of "be" excluded), in the
   relation vocabulary when one is given. **Decision**: as in Bitton et al. (whose relationship
   mask takes VG relations such as "on", "of", "in"), stop-word relationships are kept: they carry
-  `STOP_OR_PUNCT | RELATIONSHIP` (and not CONTENT). Non-stop-word relationships ("riding",
+  `STOP_OR_PUNCT | RELATIONSHIP` (and not CONTENT) — without a relation vocabulary only stop-word
+  adpositions ("on", "in", "of"), with one the stop-word verbs/adpositions it lists. Non-stop-word relationships ("riding",
   "holding", "near") carry `CONTENT | RELATIONSHIP`. So OBJECT and ATTRIBUTE imply CONTENT;
   RELATIONSHIP implies CONTENT only for non-stop-words. Pass `stop_word_relationships=False` to
   drop the stop-word ones.
@@ -284,6 +285,14 @@ class CaptionTagger:
         self.classifier = WordClassifier(**classifier_kwargs)
         self.stats = Counter()
         self._pos_tagger = None
+
+    def __getstate__(self) -> dict:
+        """Pickle without the loaded POS tagger and counters, so `datasets` fingerprints (and caches)
+        the map the same way before and after the tagger was used."""
+        state = dict(self.__dict__)
+        state["_pos_tagger"] = None
+        state["stats"] = Counter()
+        return state
 
     def __repr__(self) -> str:
         return (
