@@ -219,8 +219,8 @@ def blockwise_mask(
             aspect = math.exp(log_aspect[0] + u_aspect * (log_aspect[1] - log_aspect[0]))
             h = int(round(math.sqrt(area * aspect)))
             w = int(round(math.sqrt(area / aspect)))
-            if not (0 < h <= grid_h and 0 < w <= grid_w):
-                continue
+            if not (0 < h <= grid_h and 0 < w <= grid_w) or h * w < min_block_patches:
+                continue  # rounding can shrink a block below the minimum: redraw
             top = int(u_top * (grid_h - h + 1))
             left = int(u_left * (grid_w - w + 1))
             window = mask[top : top + h, left : left + w]

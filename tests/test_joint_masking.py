@@ -1,0 +1,129 @@
+"""Joint masking policies (MaskVLM, MLIM) and ITM negatives: mode frequencies, rates, swaps."""
+
+import pytest
+import torch
+
+from maskvl_processing import IMAGE_MASKING_POLICIES, JOINT_MASKING_POLICIES, TEXT_MASKING_POLICIES, PatchGrid
+from maskvl_processing.itm_negatives import ImageSwapNegatives
+from maskvl_processing.text_masking import TextBatch
+
+B = 4000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def text_batch(rows: int, length: int = 30) -> TextBatch:
+    """Rows of [CLS] w0 .. w27 [SEP]: every inner token its own word."""
+    ids = torch.randint(1000, 2000, (rows, length), generator=gen(99))
+    word_ids = torch.arange(length).expand(rows, length).clone() - 1
+    word_ids[:, -1] = -1
+    return TextBatch(ids, word_ids, mask_token_id=103, vocab_size=30522)
+
+
+def test_registry_and_repr():
+    assert {"maskvlm", "mlim"} <= set(JOINT_MASKING_POLICIES)
+    assert "text_rate=0.3" in repr(JOINT_MASKING_POLICIES["maskvlm"]())
+    assert "heavy_image" in repr(JOINT_MASKING_POLICIES["mlim"]())
+
+
+@pytest.mark.parametrize("text_prob", [0.5, 0.3])
+def test_maskvlm_one_modality_per_pair(text_prob):
+    plan = JOINT_MASKING_POLICIES["maskvlm"](text_prob=text_prob)(B, gen(1), 0.15, 0.5)
+    text_rows = plan.text_rate > 0
+    image_rows = plan.image_ratio > 0
+    assert not (text_rows & image_rows).any(), "both modalities masked in 'one' mode"
+    assert (text_rows | image_rows).all()
+    assert abs(text_rows.float().mean().item() - text_prob) < 0.025
+    assert torch.allclose(plan.text_rate[text_rows], torch.tensor(0.3))  # paper default, overrides the policy's
+    assert torch.allclose(plan.image_ratio[image_rows], torch.tensor(0.6))
+    assert torch.equal(text_rows, plan.mode == plan.mode_names.index("text"))
+
+
+def test_maskvlm_both_option_and_policy_rates():
+    policy = JOINT_MASKING_POLICIES["maskvlm"](text_rate=None, image_ratio=None, both_prob=0.4)
+    plan = policy(B, gen(2), 0.15, 0.5)
+    both = (plan.text_rate > 0) & (plan.image_ratio > 0)
+    assert abs(both.float().mean().item() - 0.4) < 0.025
+    assert torch.allclose(plan.text_rate[plan.text_rate > 0], torch.tensor(0.15))
+    assert torch.allclose(plan.image_ratio[plan.image_ratio > 0], torch.tensor(0.5))
+
+
+def test_mlim_modes_at_configured_frequencies_and_rates():
+    modes = {"heavy_image": (0.1, 0.8), "heavy_text": (0.5, 0.1), "light_both": (0.15, 0.25)}
+    policy = JOINT_MASKING_POLICIES["mlim"](modes=modes, mode_probs=[0.5, 0.3, 0.2])
+    plan = policy(B, gen(3), 0.15, 0.6)
+    freq = torch.bincount(plan.mode, minlength=3).float() / B
+    assert (freq - torch.tensor([0.5, 0.3, 0.2])).abs().max() < 0.025, freq
+    # the plan drives the text and image policies: check the realised rates per mode
+    text = text_batch(B)
+    selection = TEXT_MASKING_POLICIES["random"]().select(text, gen(4), rate=plan.text_rate)
+    grid = PatchGrid.from_image_size(128, 16)
+    image = IMAGE_MASKING_POLICIES["random"]()(B, grid, gen(5), ratio=plan.image_ratio)
+    for index, (name, (text_rate, image_ratio)) in enumerate(modes.items()):
+        rows = plan.mode == index
+        realised_text = selection[rows][:, 1:-1].float().mean().item()
+        assert abs(realised_text - text_rate) < 0.02, (name, realised_text)
+        assert (image[rows].sum(dim=1) == round(image_ratio * 64)).all(), name
+
+
+def test_mlim_default_modes_are_heavy_and_light():
+    policy = JOINT_MASKING_POLICIES["mlim"]()
+    table = policy.modes
+    assert table["heavy_image"][1] > table["light_both"][1] and table["heavy_text"][0] > table["light_both"][0]
+    plan = policy(B, gen(6), 0.15, 0.6)
+    assert (torch.bincount(plan.mode, minlength=3).float() / B - 1 / 3).abs().max() < 0.03
+    with pytest.raises(ValueError):
+        JOINT_MASKING_POLICIES["mlim"](mode_probs=[0.5, 0.5, 0.5])
+
+
+def test_joint_determinism():
+    for name in JOINT_MASKING_POLICIES:
+        a = JOINT_MASKING_POLICIES[name]()(256, gen(7), 0.15, 0.6)
+        b = JOINT_MASKING_POLICIES[name]()(256, gen(7), 0.15, 0.6)
+        assert torch.equal(a.mode, b.mode) and torch.equal(a.text_rate, b.text_rate), name
+
+
+@pytest.mark.parametrize("prob", [0.5, 0.2])
+def test_itm_swaps_are_never_true_pairs_and_rate_is_p(prob):
+    negatives = ImageSwapNegatives(prob)
+    total = swapped = 0
+    generator = gen(8)
+    for _ in range(300):
+        index, labels = negatives(32, generator)
+        assert labels.dtype == torch.long and labels.shape == (32,)
+        assert torch.equal(labels == 1, index == torch.arange(32)), "label disagrees with the swap"
+        assert sorted(index.tolist()) == list(range(32)), "images lost or duplicated"
+        total += 32
+        swapped += int((labels == 0).sum())
+    assert abs(swapped / total - prob) < 0.02, swapped / total
+
+
+def test_itm_group_ids_relabel_same_image():
+    negatives = ImageSwapNegatives(1.0)
+    groups = ["img0", "img0", "img1", "img1"]  # two captions per image
+    relabelled = 0
+    for seed in range(50):
+        index, labels = negatives(4, gen(seed), group_ids=groups)
+        for row in range(4):
+            same_image = groups[index[row]] == groups[row]
+            assert labels[row] == int(same_image)
+            relabelled += int(same_image and index[row] != row)
+    assert relabelled > 0 and negatives.stats["same_group"] == relabelled
+
+
+def test_itm_small_batches():
+    index, labels = ImageSwapNegatives(1.0)(1, gen(0))
+    assert labels.tolist() == [1] and index.tolist() == [0]
+    for seed in range(20):  # a lone chosen row gets a partner: never a 1-row "swap"
+        index, labels = ImageSwapNegatives(0.2)(3, gen(seed))
+        assert int((labels == 0).sum()) != 1
