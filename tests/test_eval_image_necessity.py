@@ -1,0 +1,154 @@
+"""train_scripts/evaluate_image_necessity.py: evaluation masks, Δ of an image-blind model, end-to-end run."""
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from PIL import Image
+
+import evaluate_image_necessity as necessity
+from maskvl_processing import OBJECT, STOP_OR_PUNCT, MaskVLDataCollator
+from maskvl_processing.synthetic_scenes import make_synthetic_dataset
+from test_eval_checkpoints import IMAGE_SIZE, tiny_checkpoint, tiny_tokenizer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny models on 2 busy cores: intra-op threads only add contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def features():
+    tokenizer = tiny_tokenizer()
+    tagged = necessity.tag_dataset(make_synthetic_dataset(40, seed=3, image_size=IMAGE_SIZE), tokenizer, None, 40)
+    columns = ("input_ids", "word_ids", "token_word_class", "token_concreteness")
+    pixel_values = torch.randn(len(tagged), 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
+    rows = [{**{c: row[c] for c in columns}, "pixel_values": pixel_values[i]} for i, row in enumerate(tagged)]
+    return rows, pixel_values
+
+
+def collate(mask: str, rows, seed=0):
+    collator = MaskVLDataCollator(tiny_tokenizer(), text_policy=necessity.build_eval_mask(mask, 0.15),
+                                  image_size=IMAGE_SIZE, patch_size=8, seed=seed)
+    return collator(rows), collator
+
+
+@pytest.mark.parametrize("mask", necessity.EVAL_MASKS)
+def test_eval_masks_put_mask_on_every_masked_position_and_are_seeded(mask, features):
+    rows, _ = features
+    batch, _ = collate(mask, rows)
+    masked = batch["labels"] != -100
+    assert masked.any(), f"{mask}: nothing masked in 40 captions"
+    mask_id = tiny_tokenizer().mask_token_id
+    assert (batch["input_ids"][masked] == mask_id).all(), "evaluation masks use [MASK] for every masked position"
+    original = torch.nn.utils.rnn.pad_sequence([torch.tensor(r["input_ids"]) for r in rows], batch_first=True)
+    assert torch.equal(batch["input_ids"][~masked], original[~masked])
+    again, _ = collate(mask, rows)
+    assert torch.equal(again["labels"], batch["labels"])
+
+
+def _token_feature(rows, name, shape):
+    out = torch.zeros(shape)
+    for i, row in enumerate(rows):
+        out[i, : len(row[name])] = torch.tensor(row[name], dtype=torch.float32)
+    return out
+
+
+def test_class_and_concreteness_masks_only_mask_words_of_their_class(features):
+    rows, _ = features
+    batch, _ = collate("objects", rows)
+    classes = _token_feature(rows, "token_word_class", batch["labels"].shape).long()
+    masked = batch["labels"] != -100
+    assert ((classes[masked] & OBJECT) != 0).all()
+    assert masked.any(dim=1).all(), "every synthetic caption names an object"
+    batch, _ = collate("stop_words", rows)
+    masked = batch["labels"] != -100
+    assert ((classes[masked] & STOP_OR_PUNCT) != 0).all()
+    for mask, threshold in necessity.CONCRETENESS_BINS.items():
+        batch, _ = collate(mask, rows)
+        concreteness = _token_feature(rows, "token_concreteness", batch["labels"].shape)
+        masked = batch["labels"] != -100
+        assert masked.any() and (concreteness[masked] > threshold).all(), mask
+
+
+class TextOnlyLM(torch.nn.Module):
+    """A fill-mask model that never looks at the image (logits from the token embedding only)."""
+
+    def __init__(self, vocab_size, use_image=False):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab_size, vocab_size)
+        self.use_image = use_image
+
+    def forward(self, input_ids, attention_mask, pixel_values):
+        logits = self.embed(input_ids)  # (B, T, V)
+        if self.use_image:
+            logits = logits + 3.0 * pixel_values.mean(dim=(1, 2, 3))[:, None, None] * self.embed.weight[0]
+        return SimpleNamespace(logits=logits)
+
+
+@pytest.mark.parametrize("mask", ["random", "content_words", "objects"])
+def test_a_model_that_ignores_the_image_gets_zero_delta_and_one_that_uses_it_does_not(mask, features):
+    rows, pixel_values = features
+    torch.manual_seed(0)
+    mismatch = torch.roll(torch.arange(len(rows)), 1)
+    _, collator = collate(mask, rows, seed=5)
+    blind = necessity.score_masks(TextOnlyLM(len(tiny_tokenizer())), rows, pixel_values, mismatch, collator, 16)
+    assert blind["num_tokens"] > 0 and blind["num_captions_scored"] > 0
+    for variant in ("delta_blank", "delta_mismatched"):
+        assert blind[variant] == {"loss": 0.0, "exp_loss": 0.0, "acc@1": 0.0, "acc@5": 0.0}
+    seeing = necessity.score_masks(TextOnlyLM(len(tiny_tokenizer()), use_image=True), rows, pixel_values, mismatch,
+                                   collator, 16)
+    assert seeing["num_tokens"] == blind["num_tokens"], "the same masked positions with and without the image"
+    assert seeing["delta_blank"]["loss"] != 0.0 and seeing["delta_mismatched"]["loss"] != 0.0
+
+
+def test_bad_arguments_are_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown eval masks.*nouns"):
+        necessity.ImageNecessityArguments(checkpoint=[tiny_checkpoint()], eval_masks=["nouns"])
+    with pytest.raises(FileNotFoundError, match="missing-ckpt"):
+        necessity.ImageNecessityArguments(checkpoint=[str(tmp_path / "missing-ckpt")])
+    with pytest.raises(ValueError, match="exactly one \\[MASK\\]"):
+        necessity.ImageNecessityArguments(checkpoint=[tiny_checkpoint()], prompts=["a photo"])
+
+
+@pytest.mark.slow
+def test_end_to_end_two_checkpoints(tmp_path):
+    first, second = tiny_checkpoint("random"), tiny_checkpoint("objects", seed=1)
+    out = tmp_path / "necessity"
+    report = necessity.main([
+        "--checkpoint", first, second, "--checkpoint_names", "random", "objects", "--output_dir", str(out),
+        "--num_eval_examples", "24", "--synthetic_image_size", str(IMAGE_SIZE), "--batch_size", "32",
+    ])
+    saved = json.loads((out / "image_necessity.json").read_text())
+    assert saved["schema_version"] == 1 and saved["eval_data"]["split"] == "test"
+    assert saved["eval_data"]["num_examples"] == 24
+    assert [c["name"] for c in saved["checkpoints"]] == ["random", "objects"]
+    for result in saved["checkpoints"]:
+        assert list(result["masks"]) == list(necessity.EVAL_MASKS)
+        for mask, row in result["masks"].items():
+            for variant in ("with_image", "blank", "mismatched"):
+                assert set(row[variant]) == {"loss", "exp_loss", "acc@1", "acc@5"}
+            if row["num_tokens"]:
+                assert row["delta_blank"]["loss"] == pytest.approx(row["blank"]["loss"] - row["with_image"]["loss"])
+                assert math.isclose(row["with_image"]["exp_loss"], math.exp(row["with_image"]["loss"]), rel_tol=1e-9)
+        detection = result["object_detection"]
+        assert set(detection) == set(necessity.PAPER_PROMPTS)
+        assert set(next(iter(detection.values()))) == {"precision@1", "precision@5", "precision@10", "num_images"}
+        assert result["model_index"][0]["task"]["type"] == "fill-mask"
+    # two differently initialised checkpoints give different numbers
+    assert saved["checkpoints"][0]["masks"]["random"] != saved["checkpoints"][1]["masks"]["random"]
+    matrix = saved["accuracy_matrix"]
+    assert matrix["columns"] == ["random", "objects"] and matrix["rows"] == list(necessity.EVAL_MASKS)
+    assert len(matrix["values"]) == len(necessity.EVAL_MASKS) and all(len(r) == 2 for r in matrix["values"])
+    assert matrix["values"][0][1] == saved["checkpoints"][1]["masks"]["random"]["with_image"]["acc@5"]
+    markdown = (out / "image_necessity.md").read_text()
+    assert "| eval mask | tokens | exp loss: with |" in markdown and "A photo of a [MASK]." in markdown
+    with Image.open(out / "image_necessity_delta_loss.png") as image:
+        assert image.size[0] > 400
+    assert report["checkpoints"][0]["checkpoint"] == first
