@@ -30,10 +30,10 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from maskvl_processing.pipelines_maskvl import FILL_MASK_TASK, MATCHING_TASK, VQA_TASK
+
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "maskvl_model_card.md"
 SUMMARY_FILE = "training_summary.json"
-# Custom pipelines saved with every checkpoint (see processing/pipelines_maskvl.py).
-FILL_MASK_TASK, MATCHING_TASK, VQA_TASK = "image-fill-mask", "image-text-matching", "visual-question-answering"
 EXAMPLE_IMAGE_URL = "https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/coco_sample.png"
 EXAMPLE_QUESTION = "How many cats are there?"
 EXAMPLE_LABELS = ["a photo of cats", "a photo of a dog", "a photo of a car"]
@@ -145,7 +145,7 @@ def render_model_card(checkpoint_dir: str | os.PathLike, training_summary: dict,
         patch_size=vision.get("patch_size", "?"),
         max_text_length=text.get("max_position_embeddings", "?"),
         usage_snippet=usage_snippet(model_ref, task, mask_token),
-        pipelines_snippet=_pipelines_snippet(model_ref, task, mask_token, config),
+        pipelines_snippet=_pipelines_snippet(model_ref, _saved_pipelines(config, task), mask_token),
         pipeline_list=", ".join(f"`{t}`" for t in _saved_pipelines(config, task)),
         auto_snippet=_auto_snippet(model_ref, task),
         dataset_description=dataset_description,
@@ -160,6 +160,12 @@ def render_model_card(checkpoint_dir: str | os.PathLike, training_summary: dict,
         seed=summary.get("seed", "not recorded"),
         metrics_section=metrics_section(summary.get("metrics") or {}, eval_results or {}),
         size_limitation=_size_limitation(preset, summary),
+        prediction_limitation=(
+            "The answers are limited to the answer vocabulary of the fine-tuning data (`config.id2label`)."
+            if task == VQA_TASK else
+            "The masked-word predictions reflect the captions seen in training, with their vocabulary and biases; "
+            "compare predictions with and without the image (`image-fill-mask` with `compare_blank_image=True`) "
+            "to see how much a prediction depends on the image."),
     )
     check_no_machine_details(str(card), extra=[str(checkpoint_dir.resolve())])
     return card
@@ -328,20 +334,20 @@ def _saved_pipelines(config: dict, task: str) -> list[str]:
     return saved or [task]
 
 
-def _pipelines_snippet(model_ref: str, task: str, mask_token: str, config: dict) -> str:
-    lines = ["from transformers import pipeline", ""]
-    if task == VQA_TASK:
-        lines += [f'vqa = pipeline("{VQA_TASK}", model="{model_ref}", trust_remote_code=True)',
-                  f"vqa([{EXAMPLE_IMAGE_URL!r}], question={EXAMPLE_QUESTION!r}, top_k=3)"]
-        return "\n".join(lines)
-    lines += [f'fill = pipeline("{FILL_MASK_TASK}", model="{model_ref}", trust_remote_code=True)',
-              "# top-k words for the mask, and the same without the image (image necessity per prediction)",
-              f'fill({EXAMPLE_IMAGE_URL!r}, text="two {mask_token} on a blanket", top_k=5, '
-              "compare_blank_image=True)"]
-    if config.get("use_itc_head", True):
+def _pipelines_snippet(model_ref: str, tasks: list[str], mask_token: str) -> str:
+    lines = ["from transformers import pipeline"]
+    if FILL_MASK_TASK in tasks:
+        lines += ["", f'fill = pipeline("{FILL_MASK_TASK}", model="{model_ref}", trust_remote_code=True)',
+                  "# top-k words for the mask, each also scored with a blank image (image necessity)",
+                  f'fill({EXAMPLE_IMAGE_URL!r}, text="two {mask_token} on a blanket", top_k=5, '
+                  "compare_blank_image=True)"]
+    if MATCHING_TASK in tasks:
         lines += ["", f'match = pipeline("{MATCHING_TASK}", model="{model_ref}", trust_remote_code=True)',
                   "# zero-shot classification by ITC similarity (and ITM score where the head exists)",
                   f"match({EXAMPLE_IMAGE_URL!r}, candidate_labels={EXAMPLE_LABELS!r})"]
+    if VQA_TASK in tasks:
+        lines += ["", f'vqa = pipeline("{VQA_TASK}", model="{model_ref}", trust_remote_code=True)',
+                  f"vqa([{EXAMPLE_IMAGE_URL!r}], question={EXAMPLE_QUESTION!r}, top_k=3)"]
     return "\n".join(lines)
 
 

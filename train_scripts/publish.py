@@ -1,0 +1,385 @@
+"""Publish a MaskVL training output folder to the Hugging Face Hub.
+
+Validate the folder, stage exactly the files to upload (weights, config, code, processor, tokenizer, custom
+pipelines, model card), then upload them with ``huggingface_hub`` -- or, with ``--dry_run OUT``, write the
+staged folder to ``OUT`` and stop::
+
+    python train_scripts/publish.py --checkpoint runs/maskvlm-tiny --repo_id you/maskvlm-tiny --dry_run staged/
+    python train_scripts/publish.py --checkpoint runs/maskvlm-tiny --repo_id you/maskvlm-tiny --private
+    python train_scripts/publish.py --checkpoint runs/vqa --repo_id you/maskvl-vqa \\
+        --eval_results runs/vqa/vqa_results.json --revision v1 --create_pr
+    python train_scripts/publish.py publish.yaml          # the same arguments from a YAML / JSON file
+
+Validation (every problem is reported, each naming its file): ``config.json`` of model type ``maskvl``;
+safetensors weights only (pickled weights are refused; Trainer state such as ``training_args.bin`` is
+never uploaded); an ``auto_map`` entry for every auto class, each pointing at a code file of the folder that
+defines the class; a processor (``processor_config.json``) and tokenizer whose image size, patch size and
+vocabulary agree with the model; no local paths or tokens in the text files; and the code files load on
+their own (a subprocess in which the ``maskvl`` packages cannot be imported loads config, every model
+class, the processor and the pipelines from the staged folder).
+
+The token comes from the usual places (``HF_TOKEN``, ``hf auth login``); this script never prints it or
+writes it anywhere.
+"""
+
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huggingface_hub import HfApi, get_token
+from tqdm.auto import tqdm
+from transformers import HfArgumentParser
+
+from maskvl_processing.pipelines_maskvl import PIPELINES, applicable_tasks, save_pipelines
+from model_card import SUMMARY_FILE, check_no_machine_details, load_eval_results, render_model_card, scrub_summary
+
+# Every auto class a MaskVL checkpoint must answer to (config.json's auto_map).
+REQUIRED_AUTO_CLASSES = ("AutoConfig", "AutoModel", "AutoModelForPreTraining", "AutoModelForMaskedLM",
+                         "AutoModelForVisualQuestionAnswering")
+# Files copied from the checkpoint when present (code files, weights and evaluation results are added apart).
+COPIED_FILES = ("config.json", "processor_config.json", "preprocessor_config.json", "tokenizer.json",
+                "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "added_tokens.json",
+                "generation_config.json", SUMMARY_FILE)
+PICKLED_WEIGHTS = re.compile(r"^(pytorch_model.*\.bin|model.*\.(pt|pth|ckpt|pkl))$")
+TRAINER_STATE = re.compile(r"^(training_args\.bin|optimizer\.pt|scheduler\.pt|scaler\.pt|rng_state.*\.pth)$")
+
+
+class CheckpointError(ValueError):
+    """The checkpoint folder cannot be published; the message lists every problem found."""
+
+
+@dataclass
+class PublishArguments:
+    checkpoint: str = field(metadata={"help": "Training output folder (model, processor, tokenizer saved there)."})
+    repo_id: str = field(metadata={"help": "Hub repository, OWNER/NAME."})
+    dry_run: str | None = field(default=None, metadata={
+        "help": "Write the folder that would be uploaded to this (new or empty) directory and upload nothing."})
+    private: bool = field(default=False, metadata={"help": "Create the repository as private."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to upload to (created if missing)."})
+    create_pr: bool = field(default=False, metadata={"help": "Open a pull request instead of committing."})
+    pipelines: list[str] | None = field(default=None, metadata={
+        "help": f"Custom pipelines to save, from {sorted(PIPELINES)}. Default: the checkpoint's primary task only, "
+                "so that pipeline(model=repo, trust_remote_code=True) needs no task name."})
+    eval_results: list[str] = field(default_factory=list, metadata={
+        "help": "Evaluation JSON files (e.g. image_necessity.json) folded into the card's model-index."})
+    commit_message: str = field(default="Upload MaskVL checkpoint", metadata={"help": "Hub commit message."})
+    skip_load_check: bool = field(default=False, metadata={
+        "help": "Skip loading the staged folder in a package-free subprocess (a few seconds)."})
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", self.repo_id or ""):
+            raise ValueError(f"--repo_id must look like OWNER/NAME, got {self.repo_id!r}.")
+        if self.dry_run is not None and Path(self.dry_run).resolve() == Path(self.checkpoint).resolve():
+            raise ValueError("--dry_run must be a new folder, not the checkpoint folder itself.")
+        unknown = [task for task in self.pipelines or [] if task not in PIPELINES]
+        if unknown:
+            raise ValueError(f"--pipelines {unknown} unknown; choose from {sorted(PIPELINES)}.")
+
+
+# ------------------------------------------------------------------------------------------------- steps
+def validate_checkpoint(checkpoint: Path) -> list[str]:
+    """Problems that make ``checkpoint`` unpublishable (empty list when it is fine)."""
+    if not checkpoint.is_dir():
+        return [f"{checkpoint.name}: checkpoint folder does not exist ({checkpoint})."]
+    problems = []
+    config = _read_json(checkpoint / "config.json", problems)
+    if config is None:
+        return problems + ["config.json: missing -- save the model with save_pretrained first."]
+    if config.get("model_type") != "maskvl":
+        problems.append(f"config.json: model_type is {config.get('model_type')!r}, expected 'maskvl'.")
+    problems += _check_weights(checkpoint)
+    problems += _check_auto_map(checkpoint, "config.json", config.get("auto_map") or {}, REQUIRED_AUTO_CLASSES)
+    problems += _check_processor(checkpoint, config)
+    return problems
+
+
+def stage_folder(checkpoint: Path, staging: Path, args: PublishArguments) -> list[Path]:
+    """Copy the publishable files into ``staging``, add pipelines and the card; returns the staged files."""
+    names = [n for n in COPIED_FILES if (checkpoint / n).is_file()]
+    names += sorted(p.name for p in checkpoint.glob("*.py"))
+    names += sorted(p.name for p in checkpoint.glob("*.safetensors")) + sorted(
+        p.name for p in checkpoint.glob("*.safetensors.index.json"))
+    for name in tqdm(names, desc="staging files", unit="file"):
+        shutil.copyfile(checkpoint / name, staging / name)
+    _scrub_config(staging / "config.json")
+
+    config = json.loads((staging / "config.json").read_text(encoding="utf-8"))
+    save_pipelines(staging, args.pipelines if args.pipelines else applicable_tasks(config)[:1])
+
+    eval_results = load_eval_results(args.eval_results)
+    if eval_results:
+        (staging / "evaluation").mkdir()
+        for name, result in eval_results.items():
+            (staging / "evaluation" / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    summary_path = staging / SUMMARY_FILE
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    summary = scrub_summary(summary or {"preset": config.get("preset")})
+    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    render_model_card(staging, summary, eval_results, repo_id=args.repo_id).save(staging / "README.md")
+    return sorted(p for p in staging.rglob("*") if p.is_file())
+
+
+def check_staged_text(staging: Path) -> list[str]:
+    """No local paths, user names or tokens in any staged text file."""
+    problems = []
+    for path in sorted(staging.rglob("*")):
+        if path.is_file() and path.suffix in (".json", ".md", ".py", ".txt", ".yaml"):
+            try:
+                check_no_machine_details(path.read_text(encoding="utf-8"))
+            except ValueError as error:
+                problems.append(f"{path.relative_to(staging)}: {error}")
+    return problems
+
+
+def check_loads_without_package(staging: Path, tasks: list[str]) -> list[str]:
+    """Load config, every auto class, the processor and the pipelines from ``staging`` in a subprocess where
+    ``modeling_maskvl`` / ``maskvl_processing`` cannot be imported; returns the problems found."""
+    code = _ISOLATED_LOAD.format(folder=str(staging.resolve()), auto_classes=list(REQUIRED_AUTO_CLASSES[1:]), tasks=tasks)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_HUB_OFFLINE"] = "1"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=str(staging.parent), env=env, capture_output=True,
+                          text=True, timeout=600)
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1:] or ["(no error output)"]
+        return [f"code files: the staged folder does not load on its own: {last[0]}"]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    return [f"{name}: {problem}" for name, problem in report.items() if problem]
+
+
+def upload(staging: Path, args: PublishArguments) -> str:
+    """create_repo + upload_folder; returns the commit URL. The token is read by huggingface_hub itself."""
+    if get_token() is None:
+        raise RuntimeError("No Hugging Face token found: run `hf auth login` or set HF_TOKEN.")
+    api = HfApi()
+    api.create_repo(args.repo_id, private=args.private, exist_ok=True, repo_type="model")
+    if args.revision is not None and not args.create_pr:
+        api.create_branch(args.repo_id, branch=args.revision, exist_ok=True)
+    info = api.upload_folder(repo_id=args.repo_id, folder_path=str(staging), revision=args.revision,
+                             create_pr=args.create_pr, commit_message=args.commit_message)
+    return str(getattr(info, "pr_url", None) or getattr(info, "commit_url", info))
+
+
+def publish(args: PublishArguments) -> Path | str:
+    """Validate, stage, check, then write the dry-run folder (returned) or upload (commit URL returned)."""
+    checkpoint = Path(args.checkpoint)
+    problems = validate_checkpoint(checkpoint)
+    if problems:
+        raise CheckpointError(_problem_list(checkpoint, problems))
+    with tempfile.TemporaryDirectory(prefix="maskvl-publish-") as tmp:
+        staging = Path(args.dry_run) if args.dry_run is not None else Path(tmp) / args.repo_id.split("/")[1]
+        if staging.exists() and any(staging.iterdir()):
+            raise FileExistsError(f"--dry_run folder {staging} is not empty; choose a new folder.")
+        staging.mkdir(parents=True, exist_ok=True)
+        stage_folder(checkpoint, staging, args)
+        problems = check_staged_text(staging)
+        if not args.skip_load_check:
+            tasks = list(json.loads((staging / "config.json").read_text())["custom_pipelines"])
+            problems += check_loads_without_package(staging, tasks)
+        if problems:
+            raise CheckpointError(_problem_list(checkpoint, problems))
+        if args.dry_run is not None:
+            return staging
+        return upload(staging, args)
+
+
+def main(argv: list[str] | None = None) -> Path | str:
+    parser = HfArgumentParser(PublishArguments)
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        (args,) = parser.parse_yaml_file(argv[0])
+    elif len(argv) == 1 and argv[0].endswith(".json"):
+        (args,) = parser.parse_json_file(argv[0])
+    else:
+        (args,) = parser.parse_args_into_dataclasses(args=argv)
+    result = publish(args)
+    if args.dry_run is not None:
+        files = sorted(str(p.relative_to(result)) for p in Path(result).rglob("*") if p.is_file())
+        print(f"Dry run: {len(files)} files staged in {result} (nothing uploaded):")
+        print("\n".join(f"  {name}" for name in files))
+    else:
+        print(f"Uploaded to https://huggingface.co/{args.repo_id}: {result}")
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _read_json(path: Path, problems: list[str]) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        problems.append(f"{path.name}: not valid JSON ({error}).")
+        return None
+
+
+def _check_weights(checkpoint: Path) -> list[str]:
+    problems = []
+    pickled = sorted(p.name for p in checkpoint.iterdir() if PICKLED_WEIGHTS.match(p.name))
+    if pickled:
+        problems.append(f"{', '.join(pickled)}: pickled weights are not published; save with safetensors "
+                        "(save_pretrained does by default) and remove these files.")
+    shards = sorted(checkpoint.glob("*.safetensors"))
+    if not shards:
+        problems.append("model.safetensors: no safetensors weights in the folder.")
+    for path in shards:
+        try:
+            with open(path, "rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                header = json.loads(handle.read(length))
+            if not [k for k in header if k != "__metadata__"]:
+                problems.append(f"{path.name}: holds no tensors.")
+        except (OSError, struct.error, ValueError) as error:
+            problems.append(f"{path.name}: not a readable safetensors file ({error}).")
+    for index in checkpoint.glob("*.safetensors.index.json"):
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+        missing = sorted({f for f in weight_map.values() if not (checkpoint / f).is_file()})
+        if missing:
+            problems.append(f"{index.name}: lists missing shards {missing}.")
+    return problems
+
+
+def _check_auto_map(checkpoint: Path, source: str, auto_map: dict, required) -> list[str]:
+    problems = [f"{source}: auto_map has no entry for {name}." for name in required if name not in auto_map]
+    for name, target in auto_map.items():
+        target = target[0] if isinstance(target, (list, tuple)) else target
+        if target is None:
+            continue
+        if "--" in target:
+            problems.append(f"{source}: auto_map[{name!r}] = {target!r} points at another repository.")
+            continue
+        module, _, cls = target.rpartition(".")
+        code = checkpoint / f"{module}.py"
+        if not code.is_file():
+            problems.append(f"{source}: auto_map[{name!r}] needs {code.name}, which is missing.")
+        elif not re.search(rf"^class {re.escape(cls)}\b", code.read_text(encoding="utf-8"), re.MULTILINE):
+            problems.append(f"{code.name}: does not define {cls} (auto_map[{name!r}] in {source}).")
+        else:
+            problems += _check_sibling_imports(checkpoint, code)
+    return problems
+
+
+def _check_sibling_imports(checkpoint: Path, code: Path) -> list[str]:
+    """Every ``from .x import`` of a code file must have its file in the folder; absolute imports of the
+    package would only work where it is installed."""
+    text = code.read_text(encoding="utf-8")
+    problems = [f"{code.name}: imports {m}.py, which is missing." for m in re.findall(r"^from \.(\w+) import", text,
+                                                                                      re.MULTILINE)
+                if not (checkpoint / f"{m}.py").is_file()]
+    absolute = re.findall(r"^\s*(?:from|import) (modeling_maskvl|maskvl_processing)\b", text, re.MULTILINE)
+    if absolute:
+        problems.append(f"{code.name}: imports the installed package ({absolute[0]}); Hub users do not have it.")
+    return problems
+
+
+def _check_processor(checkpoint: Path, config: dict) -> list[str]:
+    problems = []
+    processor = _read_json(checkpoint / "processor_config.json", problems)
+    if processor is None:
+        return problems + ["processor_config.json: missing -- save the MaskVLProcessor into the checkpoint "
+                           "(processor.save_pretrained(output_dir))."]
+    problems += _check_auto_map(checkpoint, "processor_config.json", processor.get("auto_map") or {},
+                                ("AutoProcessor",))
+    image = processor.get("image_processor") or _read_json(checkpoint / "preprocessor_config.json", problems) or {}
+    problems += _check_auto_map(checkpoint, "processor_config.json (image_processor)", image.get("auto_map") or {},
+                                ("AutoImageProcessor",))
+    vision = config.get("vision_config") or {}
+    size = image.get("size") or {}
+    if size and (size.get("height"), size.get("width")) != (vision.get("image_size"),) * 2:
+        problems.append(f"processor_config.json: image size {size} differs from the model's "
+                        f"{vision.get('image_size')}x{vision.get('image_size')} (config.json vision_config).")
+    if image.get("patch_size") not in (None, vision.get("patch_size")):
+        problems.append(f"processor_config.json: patch_size {image.get('patch_size')} differs from the model's "
+                        f"{vision.get('patch_size')}.")
+    tokenizer = _read_json(checkpoint / "tokenizer_config.json", problems)
+    if tokenizer is None or not ((checkpoint / "tokenizer.json").is_file() or (checkpoint / "vocab.txt").is_file()):
+        return problems + ["tokenizer.json: no tokenizer saved in the checkpoint (tokenizer_config.json plus "
+                           "tokenizer.json or vocab.txt)."]
+    if not tokenizer.get("mask_token"):
+        problems.append("tokenizer_config.json: the tokenizer has no mask_token; fill-mask needs one.")
+    vocab = _tokenizer_vocab_size(checkpoint)
+    model_vocab = (config.get("text_config") or {}).get("vocab_size")
+    if vocab is not None and model_vocab is not None and vocab > model_vocab:
+        problems.append(f"tokenizer.json: {vocab} tokens but the model's vocabulary has {model_vocab} "
+                        "(config.json text_config.vocab_size); tokenizer and model disagree.")
+    return problems
+
+
+def _tokenizer_vocab_size(checkpoint: Path) -> int | None:
+    if (checkpoint / "tokenizer.json").is_file():
+        data = json.loads((checkpoint / "tokenizer.json").read_text(encoding="utf-8"))
+        vocab = (data.get("model") or {}).get("vocab")
+        added = {t["id"] for t in data.get("added_tokens", [])}
+        return len(set(vocab.values()) | added) if isinstance(vocab, dict) else None
+    if (checkpoint / "vocab.txt").is_file():
+        return len((checkpoint / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    return None
+
+
+def _scrub_config(path: Path) -> None:
+    """Drop ``_name_or_path`` entries that point at local folders (e.g. a text tower loaded from disk)."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+
+    def scrub(node):
+        if isinstance(node, dict):
+            value = node.get("_name_or_path")
+            if isinstance(value, str) and (value.startswith(("/", ".", "~")) or os.path.isdir(value)):
+                node.pop("_name_or_path")
+            for child in node.values():
+                scrub(child)
+    scrub(config)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _problem_list(checkpoint: Path, problems: list[str]) -> str:
+    return f"Cannot publish {checkpoint}:\n" + "\n".join(f"  - {p}" for p in problems)
+
+
+_ISOLATED_LOAD = textwrap.dedent("""
+    import importlib.abc, json, sys
+    class _Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("modeling_maskvl", "maskvl_processing"):
+                raise ImportError(name + " is blocked: the staged folder must load on its own")
+    sys.meta_path.insert(0, _Block())
+    sys.path = [p for p in sys.path if p not in ("", ".")]
+    import transformers
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+    folder = {folder!r}
+    report = {{}}
+    def attempt(name, load):
+        try:
+            load()
+            report[name] = None
+        except Exception as error:
+            report[name] = type(error).__name__ + ": " + str(error).splitlines()[0]
+    attempt("AutoConfig", lambda: transformers.AutoConfig.from_pretrained(folder, trust_remote_code=True))
+    config = json.load(open(folder + "/config.json"))
+    for name in {auto_classes!r}:
+        attempt(name, lambda: get_class_from_dynamic_module(config["auto_map"][name], folder))
+    def load_pretraining():
+        model, info = transformers.AutoModelForPreTraining.from_pretrained(folder, trust_remote_code=True,
+                                                                          output_loading_info=True)
+        if info["missing_keys"] or info["unexpected_keys"]:
+            raise ValueError("weights do not fit the config: missing " + str(sorted(info["missing_keys"])[:5])
+                             + ", unexpected " + str(sorted(info["unexpected_keys"])[:5]))
+    attempt("model.safetensors", load_pretraining)
+    attempt("AutoProcessor", lambda: transformers.AutoProcessor.from_pretrained(folder, trust_remote_code=True))
+    for task in {tasks!r}:
+        attempt("pipeline " + task, lambda: transformers.pipeline(task, model=folder, trust_remote_code=True))
+    print(json.dumps(report))
+""")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (CheckpointError, FileExistsError, FileNotFoundError, ValueError, RuntimeError) as error:
+        sys.exit(f"publish.py: {error}")
