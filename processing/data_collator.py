@@ -156,7 +156,9 @@ class MaskVLDataCollator:
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.text_policy: TextMaskingPolicy = _build(text_policy, TEXT_MASKING_POLICIES, "text", text_policy_kwargs)
-        self.image_policy: ImageMaskingPolicy = _build(image_policy, IMAGE_MASKING_POLICIES, "image", image_policy_kwargs)
+        self.image_policy: ImageMaskingPolicy = _build(
+            image_policy, IMAGE_MASKING_POLICIES, "image", image_policy_kwargs
+        )
         self.joint_policy: JointMaskingPolicy = _build(
             joint_policy or "independent", JOINT_MASKING_POLICIES, "joint", joint_policy_kwargs
         )
@@ -223,9 +225,13 @@ class MaskVLDataCollator:
             )
         if len(feature["input_ids"]) == 0:
             raise MaskVLDataError(f"{describe_item(index, field='input_ids')}: empty (empty caption?)")
-        lengths = {key: len(feature[key]) for key in ("word_ids", "token_word_class", "token_concreteness") if key in feature}
+        lengths = {
+            key: len(feature[key]) for key in ("word_ids", "token_word_class", "token_concreteness") if key in feature
+        }
         if any(length != len(feature["input_ids"]) for length in lengths.values()):
-            raise MaskVLDataError(f"{name}: token feature lengths differ: input_ids {len(feature['input_ids'])}, {lengths}")
+            raise MaskVLDataError(
+                f"{name}: token feature lengths differ: input_ids {len(feature['input_ids'])}, {lengths}"
+            )
         if "pixel_values" not in feature and self.image_column not in feature:
             raise MaskVLDataError(
                 f"{describe_item(index, field=self.image_column)}: missing (neither {self.image_column!r} nor "
@@ -254,7 +260,9 @@ class MaskVLDataCollator:
 
     def _pixel_values(self, features: list, images: list) -> torch.Tensor:
         if all(image is None for image in images):
-            pixel_values = torch.stack([torch.as_tensor(np.asarray(f["pixel_values"]), dtype=torch.float32) for f in features])
+            pixel_values = torch.stack(
+                [torch.as_tensor(np.asarray(f["pixel_values"]), dtype=torch.float32) for f in features]
+            )
         elif self.image_processor is None:
             raise ValueError("features carry raw images but the collator has no image_processor")
         else:
@@ -268,7 +276,9 @@ class MaskVLDataCollator:
             pixel_values = torch.stack([next(iterator) if p is None else p[0] for p in processed])
         expected = (3, self.grid.height * self.grid.patch_size, self.grid.width * self.grid.patch_size)
         if tuple(pixel_values.shape[1:]) != expected:
-            raise ValueError(f"pixel_values have shape {tuple(pixel_values.shape[1:])}, the collator expects {expected}")
+            raise ValueError(
+                f"pixel_values have shape {tuple(pixel_values.shape[1:])}, the collator expects {expected}"
+            )
         return pixel_values
 
     # ---- text ---------------------------------------------------------------------------------
@@ -298,7 +308,9 @@ class MaskVLDataCollator:
             if has_classes:
                 word_class[row, :length] = torch.as_tensor(feature["token_word_class"][:length], dtype=torch.long)
             if has_concrete:
-                concreteness[row, :length] = torch.as_tensor(feature["token_concreteness"][:length], dtype=torch.float32)
+                concreteness[row, :length] = torch.as_tensor(
+                    feature["token_concreteness"][:length], dtype=torch.float32
+                )
         attention_mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()  # (B, T)
         return TextBatch(
             input_ids=input_ids,

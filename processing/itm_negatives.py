@@ -34,7 +34,9 @@ class ImageSwapNegatives:
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(prob={self.prob})"
 
-    def __call__(self, batch_size: int, generator: torch.Generator, group_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, batch_size: int, generator: torch.Generator, group_ids=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         image_index = torch.arange(batch_size)
         chosen = torch.rand(batch_size, generator=generator) < self.prob  # (B,)
         if int(chosen.sum()) == 1 and batch_size > 1:

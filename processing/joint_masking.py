@@ -82,7 +82,13 @@ class MaskVLMJointMasking(JointMaskingPolicy):
     name = "maskvlm"
     mode_names = ("text", "image", "both")
 
-    def __init__(self, text_rate: float | None = 0.3, image_ratio: float | None = 0.6, text_prob: float = 0.5, both_prob: float = 0.0):
+    def __init__(
+        self,
+        text_rate: float | None = 0.3,
+        image_ratio: float | None = 0.6,
+        text_prob: float = 0.5,
+        both_prob: float = 0.0,
+    ):
         if not (0.0 <= text_prob <= 1.0 and 0.0 <= both_prob <= 1.0):
             raise ValueError("text_prob and both_prob must be probabilities")
         self.text_rate = text_rate
@@ -130,7 +136,11 @@ class MLIMJointMasking(JointMaskingPolicy):
     def __init__(self, modes: dict | None = None, mode_probs=None):
         self.modes = dict(modes or MLIM_DEFAULT_MODES)
         self.mode_names = tuple(self.modes)
-        probs = torch.full((len(self.modes),), 1.0 / len(self.modes)) if mode_probs is None else torch.tensor(mode_probs, dtype=torch.float32)
+        probs = (
+            torch.full((len(self.modes),), 1.0 / len(self.modes))
+            if mode_probs is None
+            else torch.tensor(mode_probs, dtype=torch.float32)
+        )
         if probs.shape != (len(self.modes),) or (probs < 0).any() or abs(float(probs.sum()) - 1.0) > 1e-6:
             raise ValueError(f"mode_probs must be {len(self.modes)} probabilities summing to 1, got {mode_probs}")
         self.mode_probs = probs

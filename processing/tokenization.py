@@ -62,7 +62,9 @@ def train_wordpiece_tokenizer(
 def load_tokenizer(name_or_path: str, **kwargs) -> PreTrainedTokenizerBase:
     """Load a tokenizer from a local folder (or a Hub id when online) and check its special tokens."""
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-    missing = [name for name in ("pad_token", "mask_token", "cls_token", "sep_token") if getattr(tokenizer, name) is None]
+    missing = [
+        name for name in ("pad_token", "mask_token", "cls_token", "sep_token") if getattr(tokenizer, name) is None
+    ]
     if missing:
         raise ValueError(f"tokenizer {name_or_path!r} lacks special tokens {missing}; MaskVL needs them for masking.")
     return tokenizer

@@ -419,7 +419,9 @@ class CaptionTagger:
             out["input_ids"].append(list(encoding["input_ids"][k]))
             out["word_ids"].append(word_ids)
             out["token_word_class"].append([0 if w < 0 else flags[w] for w in word_ids])
-            out["token_concreteness"].append([UNKNOWN_CONCRETENESS if w < 0 else float(concreteness[w]) for w in word_ids])
+            out["token_concreteness"].append(
+                [UNKNOWN_CONCRETENESS if w < 0 else float(concreteness[w]) for w in word_ids]
+            )
         return out
 
 

@@ -64,7 +64,11 @@ def test_contract_exact_keys_shapes_dtypes(tokenizer, image_processor, features)
     assert set(batch) == FORWARD_KEYS
     B, T = batch["input_ids"].shape
     assert B == 16 and batch["input_ids"].dtype == torch.long and batch["attention_mask"].dtype == torch.long
-    assert batch["attention_mask"].shape == (B, T) and batch["labels"].shape == (B, T) and batch["labels"].dtype == torch.long
+    assert (
+        batch["attention_mask"].shape == (B, T)
+        and batch["labels"].shape == (B, T)
+        and batch["labels"].dtype == torch.long
+    )
     assert batch["pixel_values"].shape == (B, 3, 64, 64) and batch["pixel_values"].dtype == torch.float32
     assert batch["bool_masked_pos"].shape == (B, (64 // 8) ** 2) and batch["bool_masked_pos"].dtype == torch.bool
     original = torch.full((B, T), tokenizer.pad_token_id)
@@ -87,13 +91,23 @@ def test_keys_are_the_model_forward_arguments(tokenizer, image_processor, featur
     assert set(batch) == FORWARD_KEYS | {"itm_labels"} and set(batch) <= parameters
 
 
-@pytest.mark.parametrize("preset,joint,image_policy,itm", [("maskvlm-tiny", "maskvlm", "block", True), ("mlim-tiny", "mlim", "random", False)])
+@pytest.mark.parametrize(
+    "preset,joint,image_policy,itm",
+    [("maskvlm-tiny", "maskvlm", "block", True), ("mlim-tiny", "mlim", "random", False)],
+)
 def test_batch_runs_through_the_model(tokenizer, image_processor, features, preset, joint, image_policy, itm):
     modeling = pytest.importorskip("modeling_maskvl")
     torch.manual_seed(0)
     model = modeling.MaskVLForPreTraining(modeling.MaskVLConfig.from_preset(preset)).eval()
-    batch = collator(tokenizer, image_processor, text_policy="top_concrete", image_policy=image_policy,
-                     joint_policy=joint, itm_negatives=itm, image_policy_kwargs={"block_pixels": 16} if image_policy == "block" else None)(features[:8])
+    batch = collator(
+        tokenizer,
+        image_processor,
+        text_policy="top_concrete",
+        image_policy=image_policy,
+        joint_policy=joint,
+        itm_negatives=itm,
+        image_policy_kwargs={"block_pixels": 16} if image_policy == "block" else None,
+    )(features[:8])
     with torch.no_grad():
         out = model(**batch)
     assert torch.isfinite(out.loss)
@@ -103,7 +117,13 @@ def test_batch_runs_through_the_model(tokenizer, image_processor, features, pres
 def test_every_text_policy_with_every_image_and_joint_policy(tokenizer, image_processor, features, text_policy):
     for image_policy in IMAGE_MASKING_POLICIES:
         for joint_policy in JOINT_MASKING_POLICIES:
-            c = collator(tokenizer, image_processor, text_policy=text_policy, image_policy=image_policy, joint_policy=joint_policy)
+            c = collator(
+                tokenizer,
+                image_processor,
+                text_policy=text_policy,
+                image_policy=image_policy,
+                joint_policy=joint_policy,
+            )
             batch = c(features[:12])
             assert set(batch) == FORWARD_KEYS
             text_rows = (batch["labels"] != -100).any(dim=1)
@@ -115,7 +135,9 @@ def test_every_text_policy_with_every_image_and_joint_policy(tokenizer, image_pr
 
 def test_policy_instances_and_names(tokenizer, image_processor, features):
     by_instance = collator(tokenizer, image_processor, text_policy=RandomTokenMasking(rate=0.5))(features[:16])
-    by_name = collator(tokenizer, image_processor, text_policy="random", text_policy_kwargs={"rate": 0.5})(features[:16])
+    by_name = collator(tokenizer, image_processor, text_policy="random", text_policy_kwargs={"rate": 0.5})(
+        features[:16]
+    )
     assert torch.equal(by_instance["labels"], by_name["labels"])
     with pytest.raises(ValueError, match="unknown text masking policy"):
         collator(tokenizer, image_processor, text_policy="nouns")
@@ -176,7 +198,9 @@ def test_itm_negatives(tokenizer, image_processor, features):
         negatives += int((labels == 0).sum())
         total += 32
     assert 0.35 < negatives / total < 0.65
-    keep = collator(tokenizer, image_processor, itm_negatives=1.0, mlm_on_negatives=True, text_policy_kwargs={"rate": 0.5})
+    keep = collator(
+        tokenizer, image_processor, itm_negatives=1.0, mlm_on_negatives=True, text_policy_kwargs={"rate": 0.5}
+    )
     assert (keep(features[:8])["labels"] != -100).any()
     assert "itm_labels" not in collator(tokenizer, image_processor)(features[:4])
 
@@ -243,7 +267,12 @@ def test_other_bad_items_name_the_item(tokenizer, image_processor, features):
 def test_skip_mode_counts_and_reports(tokenizer, image_processor, features, tmp_path):
     files = _bad_files(tmp_path)
     c = collator(tokenizer, image_processor, on_error="skip")
-    items = [features[0], {**features[1], "image": str(files["truncated"])}, features[2], {**features[3], "input_ids": []}]
+    items = [
+        features[0],
+        {**features[1], "image": str(files["truncated"])},
+        features[2],
+        {**features[3], "input_ids": []},
+    ]
     batch = c(items)
     assert batch["input_ids"].shape[0] == 2 and c.stats["skipped"] == 2
     assert c.report()["collator"]["skipped"] == 2
@@ -255,7 +284,14 @@ def test_collator_is_fast(tokenizer, image_processor, features):
     """Not the bottleneck: a batch of 32 at 64x64 well under 50 ms with any policy (2 busy cores)."""
     rates = {}
     for text_policy in ("random", "top_concrete"):
-        c = collator(tokenizer, image_processor, text_policy=text_policy, image_policy="block", joint_policy="maskvlm", itm_negatives=True)
+        c = collator(
+            tokenizer,
+            image_processor,
+            text_policy=text_policy,
+            image_policy="block",
+            joint_policy="maskvlm",
+            itm_negatives=True,
+        )
         c(features[:32])
         start = time.perf_counter()
         for _ in range(5):

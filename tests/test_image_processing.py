@@ -87,5 +87,6 @@ def test_save_load_round_trip(processor, tmp_path):
     image = PIL.Image.new("RGB", (50, 20), (10, 200, 30))
     assert torch.equal(pixels(auto, image), pixels(processor, image))
 
+
 # The remote-code round trip (AutoImageProcessor and AutoProcessor in a process without the package)
 # is tested in test_processor.py, one subprocess for both.

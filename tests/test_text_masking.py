@@ -210,7 +210,9 @@ ONE_WORD_POLICIES = {
 }
 
 
-@pytest.mark.parametrize("name", ["objects", "attributes", "relationships", "stop_words", "content_words", "top_concrete"])
+@pytest.mark.parametrize(
+    "name", ["objects", "attributes", "relationships", "stop_words", "content_words", "top_concrete"]
+)
 def test_one_word_policies_mask_one_word_and_all_occurrences(batch, views, name):
     policy = TEXT_MASKING_POLICIES[name]()
     selection = policy.select(batch, gen(5)).tolist()
@@ -245,7 +247,9 @@ def test_one_word_policies_mask_one_word_and_all_occurrences(batch, views, name)
 
 def test_objects_fallback_is_counted_and_never_crashes(tokenizer):
     tagger = CaptionTagger(tokenizer, backend="dataset")
-    rows = tagger({"words": [["of", "the", "."], ["a", "picture"]], "word_classes": [["stop"] * 3, ["stop", "content"]]})
+    rows = tagger(
+        {"words": [["of", "the", "."], ["a", "picture"]], "word_classes": [["stop"] * 3, ["stop", "content"]]}
+    )
     batch = to_batch(rows, tokenizer)
     policy = TEXT_MASKING_POLICIES["objects"]()
     selection = policy.select(batch, gen(0))
