@@ -45,6 +45,8 @@ def _load_rgb(image, timeout=None) -> PIL.Image.Image:
     """PIL image, path or URL -> RGB PIL image (a clear error names the image that failed)."""
     if image is None:
         raise MaskVLPipelineError("No image given: pass a PIL image, a local path or a URL.")
+    if isinstance(image, os.PathLike):
+        image = os.fspath(image)
     try:
         return load_image(image, timeout=timeout)
     except Exception as error:  # load_image raises ValueError / OSError / requests errors
@@ -59,6 +61,8 @@ def _split_inputs(image, text, text_name: str):
             raise MaskVLPipelineError(f"Input dict must have keys 'image' and {text_name!r}; got {sorted(image)}.")
         return image
     if isinstance(image, (list, tuple)):  # a list of images with one text or one text per image
+        if text is None and all(isinstance(item, dict) for item in image):
+            return [_split_inputs(item, None, text_name) for item in image]
         texts = text if isinstance(text, (list, tuple)) else [text] * len(image)
         if len(texts) != len(image):
             raise MaskVLPipelineError(f"Got {len(image)} images but {len(texts)} {text_name}s.")

@@ -19,6 +19,7 @@ local path, the user name or a Hub token.
 
 from __future__ import annotations
 
+import copy
 import getpass
 import json
 import math
@@ -73,6 +74,10 @@ METRIC_DESCRIPTIONS = {
     "frequency_baseline_accuracy": ("accuracy of always predicting the most frequent masked token of the "
                                     "training split (what a model that ignores the input reaches)"),
 }
+EVALUATION_DESCRIPTIONS = {
+    "image_necessity": ("`evaluate_image_necessity.py` (Bitton et al. 2021): masked tokens scored with the real "
+                        "image and with a blank image; Acc@5 with the image and the loss increase without it"),
+}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
 
@@ -97,8 +102,12 @@ def write_model_card(output_dir: str | os.PathLike, training_summary: dict,
 
 
 def render_model_card(checkpoint_dir: str | os.PathLike, training_summary: dict,
-                      eval_results: dict | None = None, *, repo_id: str | None = None) -> ModelCard:
-    """Build the ``ModelCard`` of a checkpoint folder (config.json is read when present)."""
+                      eval_results: dict | None = None, *, repo_id: str | None = None,
+                      checkpoint_name: str | None = None) -> ModelCard:
+    """Build the ``ModelCard`` of a checkpoint folder (config.json is read when present).
+
+    ``checkpoint_name`` picks this checkpoint's entry in evaluation files that cover several (default: the
+    folder's name)."""
     checkpoint_dir = Path(checkpoint_dir)
     if not isinstance(training_summary, dict):
         raise TypeError(f"training_summary must be a dict, got {type(training_summary).__name__}.")
@@ -113,7 +122,11 @@ def render_model_card(checkpoint_dir: str | os.PathLike, training_summary: dict,
     if isinstance(mask_token, dict):
         mask_token = mask_token.get("content", "[MASK]")
 
-    results = eval_results_to_model_index(summary, eval_results, dataset_id, dataset_description)
+    dataset = {"type": dataset_id or "local",
+               "name": dataset_id or re.sub(r"[`*\[\]]", "", dataset_description.split(" (")[0])}
+    eval_entries = {name: normalise_eval_result(name, result, dataset, checkpoint_name or checkpoint_dir.name)
+                    for name, result in (eval_results or {}).items()}
+    results = eval_results_to_model_index(summary, eval_entries, dataset)
     card_data = ModelCardData(
         license="apache-2.0",
         library_name="transformers",
@@ -158,7 +171,7 @@ def render_model_card(checkpoint_dir: str | os.PathLike, training_summary: dict,
         joint_masking=_policy_name(summary.get("joint_masking")),
         joint_masking_description=_describe_policy(summary.get("joint_masking"), JOINT_MASKING_DESCRIPTIONS),
         seed=summary.get("seed", "not recorded"),
-        metrics_section=metrics_section(summary.get("metrics") or {}, eval_results or {}),
+        metrics_section=metrics_section(summary.get("metrics") or {}, eval_entries),
         size_limitation=_size_limitation(preset, summary),
         prediction_limitation=(
             "The answers are limited to the answer vocabulary of the fine-tuning data (`config.id2label`)."
@@ -201,45 +214,82 @@ def load_eval_results(paths) -> dict:
     return results
 
 
-def eval_results_to_model_index(training_summary: dict, eval_results: dict | None, dataset_id: str | None,
-                                dataset_description: str) -> list[EvalResult]:
-    """Pre-training metrics and evaluation results as ``model-index`` entries.
-
-    ``eval_results`` maps a name (e.g. ``image_necessity``, ``vqa``) to a result. A result may state its task
-    and data set explicitly -- ``{"task": {"type", "name"}, "dataset": {"type", "name", "split"}, "metrics":
-    {name: number}}`` -- or be any nested dict of numbers, which is flattened to metric names joined with
-    ``/`` (``{"objects": {"with_image": {"acc@5": 0.8}}}`` -> ``objects/with_image/acc@5``).
-    """
-    dataset_type = dataset_id or "local"
-    dataset_name = dataset_id or re.sub(r"[`*\[\]]", "", dataset_description.split(" (")[0])
+def eval_results_to_model_index(training_summary: dict, eval_entries: dict, dataset: dict) -> list[EvalResult]:
+    """The run's metrics (on ``dataset``) and the normalised evaluation entries as ``model-index`` results."""
     entries = []
-    for name, value in sorted((training_summary.get("metrics") or {}).items()):
-        if _is_number(value):
-            entries.append(EvalResult(task_type="fill-mask", task_name="Masked language modelling with the image",
-                                      dataset_type=dataset_type, dataset_name=dataset_name,
-                                      dataset_split="validation", metric_type=name, metric_name=name,
-                                      metric_value=float(value)))
-    for result_name, result in sorted((eval_results or {}).items()):
-        if not isinstance(result, dict):
-            raise ValueError(f"eval_results[{result_name!r}] must be a dict, got {type(result).__name__}.")
+    metrics = [{"type": k, "name": k, "value": v} for k, v in sorted((training_summary.get("metrics") or {}).items())]
+    if metrics:
+        entries.append({"task": {"type": "fill-mask", "name": "Masked language modelling with the image"},
+                        "dataset": {**dataset, "split": "validation"}, "metrics": metrics})
+    for name in sorted(eval_entries):
+        entries += eval_entries[name]
+    results = []
+    for entry in entries:
+        task, data = entry["task"], entry["dataset"]
+        for metric in entry["metrics"]:
+            if _is_number(metric.get("value")):
+                results.append(EvalResult(
+                    task_type=task["type"], task_name=task.get("name"), dataset_type=data["type"],
+                    dataset_name=data["name"], dataset_split=data.get("split"), metric_type=metric["type"],
+                    metric_name=metric.get("name", metric["type"]), metric_value=float(metric["value"])))
+    return results
+
+
+def normalise_eval_result(name: str, result: Any, default_dataset: dict, checkpoint_name: str | None = None) -> list:
+    """One evaluation script's JSON -> model-index result entries ``{"task", "dataset", "metrics": [...]}``.
+
+    Accepted forms, first match wins:
+
+    * entries already in model-index form: ``{"model_index": [...]}``, or per checkpoint
+      ``{"checkpoints": [{"name", "checkpoint", "model_index": [...]}, ...]}`` (``evaluate_image_necessity.py``;
+      with several checkpoints the one named like the published folder is taken);
+    * ``{"task": {"type", "name"}, "dataset": {"type", "name", "split"}, "metrics": {metric: number}}``;
+    * any nested dict of numbers, flattened to metric names joined with ``/``.
+
+    Local paths in data-set names are reduced to their last component.
+    """
+    if not isinstance(result, dict):
+        raise ValueError(f"Evaluation result {name!r} must be a JSON object, got {type(result).__name__}.")
+    entries = _given_model_index(name, result, checkpoint_name)
+    if entries is None:
         task = result.get("task") if isinstance(result.get("task"), dict) else {}
         data = result.get("dataset") if isinstance(result.get("dataset"), dict) else {}
-        metrics = result["metrics"] if isinstance(result.get("metrics"), dict) else result
-        flat = dict(_flatten_numbers(metrics))
-        if not flat:
-            raise ValueError(f"eval_results[{result_name!r}] holds no numeric metric.")
-        default_task = "visual-question-answering" if "vqa" in result_name.lower() else "fill-mask"
-        for metric, value in flat.items():
-            entries.append(EvalResult(
-                task_type=task.get("type", default_task), task_name=task.get("name", result_name),
-                dataset_type=data.get("type", dataset_type), dataset_name=data.get("name", dataset_name),
-                dataset_split=data.get("split"), metric_type=metric, metric_name=metric, metric_value=value,
-            ))
+        flat = list(_flatten_numbers(result["metrics"] if isinstance(result.get("metrics"), dict) else result))
+        entries = [{"task": {"type": task.get("type", "visual-question-answering" if "vqa" in name.lower()
+                                              else "fill-mask"), "name": task.get("name", name)},
+                    "dataset": {**default_dataset, **data},
+                    "metrics": [{"type": metric, "name": metric, "value": value} for metric, value in flat]}]
+    for entry in entries:
+        if not isinstance(entry, dict) or not {"task", "dataset", "metrics"} <= set(entry):
+            raise ValueError(f"Evaluation result {name!r}: model-index entries need task, dataset and metrics; "
+                             f"got {entry!r:.200}.")
+        entry["dataset"] = {k: _last_component(v) if isinstance(v, str) and _looks_local(v) else v
+                            for k, v in {**default_dataset, **entry["dataset"]}.items()}
+    if not any(_is_number(m.get("value")) for entry in entries for m in entry["metrics"]):
+        raise ValueError(f"Evaluation result {name!r} holds no numeric metric.")
     return entries
 
 
-def metrics_section(metrics: dict, eval_results: dict) -> str:
-    """Markdown tables of the run's metrics and the evaluation results, each with how it was measured."""
+def _given_model_index(name: str, result: dict, checkpoint_name: str | None) -> list | None:
+    if isinstance(result.get("model_index"), list):
+        return copy.deepcopy(result["model_index"])
+    checkpoints = [c for c in result.get("checkpoints") or [] if isinstance(c, dict) and "model_index" in c]
+    if not checkpoints:
+        return None
+    if len(checkpoints) > 1:
+        checkpoints = [c for c in checkpoints if checkpoint_name in
+                       (c.get("name"), _last_component(str(c.get("checkpoint", ""))))]
+        if len(checkpoints) != 1:
+            names = [c.get("name") for c in result["checkpoints"]]
+            raise ValueError(f"Evaluation result {name!r} covers several checkpoints {names}; none (or more than "
+                             f"one) is named {checkpoint_name!r}. Evaluate the published checkpoint on its own.")
+    return copy.deepcopy(checkpoints[0]["model_index"])
+
+
+def metrics_section(metrics: dict, eval_entries: dict) -> str:
+    """Markdown tables of the run's metrics and the evaluation results, each with how it was measured.
+
+    ``eval_entries`` maps each evaluation's name to its normalised model-index entries."""
     lines = []
     numeric = {k: v for k, v in metrics.items() if _is_number(v)}
     if numeric:
@@ -247,15 +297,15 @@ def metrics_section(metrics: dict, eval_results: dict) -> str:
                   "| metric | value | how it was measured |", "|---|---|---|"]
         for name, value in sorted(numeric.items()):
             lines.append(f"| `{name}` | {_format_value(value)} | {_describe_metric(name)} |")
-    for result_name, result in sorted(eval_results.items()):
-        metrics_of = result["metrics"] if isinstance(result.get("metrics"), dict) else result
-        flat = dict(_flatten_numbers(metrics_of))
-        how = result.get("description") or (
-            "image necessity (Bitton et al. 2021): masked tokens scored with the real image and with a blank "
-            "image; loss, Acc@5 and their difference" if "necessity" in result_name
-            else f"reported by the `{result_name}` evaluation script")
-        lines += ["", f"**{result_name}** -- {how}", "", "| metric | value |", "|---|---|"]
-        lines += [f"| `{metric}` | {_format_value(value)} |" for metric, value in flat.items()]
+    for result_name, entries in sorted(eval_entries.items()):
+        how = EVALUATION_DESCRIPTIONS.get(result_name, f"reported by the `{result_name}` evaluation script")
+        for entry in entries:
+            data = entry["dataset"]
+            split = f", split `{data['split']}`" if data.get("split") else ""
+            lines += ["", f"**{entry['task'].get('name', result_name)}** on `{data['name']}`{split} -- {how}", "",
+                      "| metric | value |", "|---|---|"]
+            lines += [f"| {m.get('name', m['type'])} | {_format_value(m['value'])} |" for m in entry["metrics"]
+                      if _is_number(m.get("value"))]
     return "\n".join(lines) if lines else "No metrics were recorded for this checkpoint."
 
 

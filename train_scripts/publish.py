@@ -114,7 +114,7 @@ def stage_folder(checkpoint: Path, staging: Path, args: PublishArguments) -> lis
     config = json.loads((staging / "config.json").read_text(encoding="utf-8"))
     save_pipelines(staging, args.pipelines if args.pipelines else applicable_tasks(config)[:1])
 
-    eval_results = load_eval_results(args.eval_results)
+    eval_results = {name: scrub_summary(result) for name, result in load_eval_results(args.eval_results).items()}
     if eval_results:
         (staging / "evaluation").mkdir()
         for name, result in eval_results.items():
@@ -123,7 +123,8 @@ def stage_folder(checkpoint: Path, staging: Path, args: PublishArguments) -> lis
     summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
     summary = scrub_summary(summary or {"preset": config.get("preset")})
     summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    render_model_card(staging, summary, eval_results, repo_id=args.repo_id).save(staging / "README.md")
+    card = render_model_card(staging, summary, eval_results, repo_id=args.repo_id, checkpoint_name=checkpoint.name)
+    card.save(staging / "README.md")
     return sorted(p for p in staging.rglob("*") if p.is_file())
 
 
