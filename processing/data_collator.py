@@ -291,26 +291,26 @@ class MaskVLDataCollator:
         width = max(lengths)
         if self.pad_to_multiple_of:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        batch = len(features)
-        input_ids = torch.full((batch, width), self.tokenizer.pad_token_id, dtype=torch.long)
-        word_ids = torch.full((batch, width), -1, dtype=torch.long)
-        has_classes = all("token_word_class" in f for f in features)
-        has_concrete = all("token_concreteness" in f for f in features)
-        word_class = torch.zeros((batch, width), dtype=torch.long) if has_classes else None
-        concreteness = torch.zeros((batch, width), dtype=torch.float32) if has_concrete else None
-        for row, (feature, length) in enumerate(zip(features, lengths)):
-            ids = torch.as_tensor(feature["input_ids"][:length], dtype=torch.long)
-            input_ids[row, :length] = ids
-            if "word_ids" in feature:
-                word_ids[row, :length] = torch.as_tensor(feature["word_ids"][:length], dtype=torch.long)
-            else:  # each non-special token is its own word
-                word_ids[row, :length] = torch.where(torch.isin(ids, self.special_ids), -1, torch.arange(length))
-            if has_classes:
-                word_class[row, :length] = torch.as_tensor(feature["token_word_class"][:length], dtype=torch.long)
-            if has_concrete:
-                concreteness[row, :length] = torch.as_tensor(
-                    feature["token_concreteness"][:length], dtype=torch.float32
-                )
+
+        def padded(key: str, fill, dtype) -> torch.Tensor:  # one tensor per key from padded lists: (B, T)
+            rows = [list(f[key][:n]) + [fill] * (width - n) for f, n in zip(features, lengths)]
+            return torch.tensor(rows, dtype=dtype)
+
+        input_ids = padded("input_ids", self.tokenizer.pad_token_id, torch.long)
+        if all("word_ids" in f for f in features):
+            word_ids = padded("word_ids", -1, torch.long)
+        else:  # each non-special token is its own word
+            real = torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]
+            word_ids = torch.arange(width).expand_as(input_ids).clone()
+            word_ids[~real | torch.isin(input_ids, self.special_ids)] = -1
+        word_class = (
+            padded("token_word_class", 0, torch.long) if all("token_word_class" in f for f in features) else None
+        )
+        concreteness = (
+            padded("token_concreteness", 0.0, torch.float32)
+            if all("token_concreteness" in f for f in features)
+            else None
+        )
         attention_mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()  # (B, T)
         return TextBatch(
             input_ids=input_ids,

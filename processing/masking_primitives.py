@@ -10,6 +10,7 @@ are thin wrappers around these.
 
 import math
 
+import numpy as np
 import torch
 
 IGNORE_INDEX = -100
@@ -198,21 +199,22 @@ def blockwise_mask(
 
     Rectangles of random area in [min_block_patches, max_block_patches] and log-uniform aspect
     ratio are placed until no more fit (BEiT's algorithm); any shortfall (< min_block_patches) is
-    then filled with patches 4-adjacent to the mask, so every patch touches a block.
+    then filled with patches 4-adjacent to the mask, so every patch touches a block. The loop runs
+    in numpy (many tiny steps) with a numpy generator seeded by one draw from `generator`.
     """
     grid_h, grid_w = grid
     num_patches = grid_h * grid_w
     num_masked = max(0, min(int(num_masked), num_patches))
     max_block_patches = max_block_patches or num_masked
-    mask = torch.zeros((grid_h, grid_w), dtype=torch.bool)
+    rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
+    mask = np.zeros((grid_h, grid_w), dtype=bool)
     log_aspect = (math.log(min_aspect), math.log(1.0 / min_aspect))
     count = 0
     while count < num_masked:
         budget = num_masked - count
+        upper = min(budget, max_block_patches)
         added = 0
-        draws = torch.rand((max_attempts, 4), generator=generator).tolist()
-        for u_area, u_aspect, u_top, u_left in draws:
-            upper = min(budget, max_block_patches)
+        for u_area, u_aspect, u_top, u_left in rng.random((max_attempts, 4)).tolist():
             if upper < min_block_patches:
                 break
             area = min_block_patches + u_area * (upper - min_block_patches)
@@ -226,30 +228,27 @@ def blockwise_mask(
             window = mask[top : top + h, left : left + w]
             new = h * w - int(window.sum())
             if 0 < new <= budget:
-                window.fill_(True)
+                window[...] = True
                 added = new
                 break
         if added == 0:
             break
         count += added
     if count < num_masked:
-        mask = _grow_mask(mask, num_masked - count, generator)
-    return mask.reshape(num_patches)
+        _grow_mask(mask, num_masked - count, rng)
+    return torch.from_numpy(mask.reshape(num_patches))
 
 
-def _grow_mask(mask: torch.Tensor, extra: int, generator: torch.Generator) -> torch.Tensor:
-    """Add `extra` patches to a (H, W) mask, each 4-adjacent to the mask (any patch if it is empty)."""
-    mask = mask.clone()
+def _grow_mask(mask: np.ndarray, extra: int, rng: np.random.Generator) -> None:
+    """Add `extra` patches to a (H, W) mask in place, each 4-adjacent to the mask (any if it is empty)."""
     for _ in range(extra):
-        padded = torch.nn.functional.pad(mask[None, None].float(), (1, 1, 1, 1))[0, 0]
-        neighbours = (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]) > 0
+        padded = np.pad(mask, 1)
+        neighbours = padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
         frontier = neighbours & ~mask if mask.any() else ~mask
         if not frontier.any():
             frontier = ~mask
-        flat = frontier.reshape(-1).nonzero().squeeze(1)
-        pick = flat[torch.randint(len(flat), (1,), generator=generator)]
-        mask.view(-1)[pick] = True
-    return mask
+        flat = np.flatnonzero(frontier)
+        mask.flat[flat[rng.integers(len(flat))]] = True
 
 
 def derangement(n: int, generator: torch.Generator, max_tries: int = 1000) -> torch.Tensor:

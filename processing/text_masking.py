@@ -304,7 +304,8 @@ class TopConcreteMasking(WordClassMasking):
         scores = word_level_features(batch.word_ids, batch.concreteness.float(), num_words, fill=0.0)
         keys_tok = word_keys(batch.input_ids, batch.word_ids)
         keys = word_level_features(batch.word_ids, keys_tok, num_words, fill=-1)  # (B, W)
-        earlier_same = (keys[:, :, None] == keys[:, None, :]).tril(diagonal=-1).any(dim=2)  # (B, W)
+        earlier = torch.ones((num_words, num_words), dtype=torch.bool).tril(diagonal=-1)  # (W, W): w' < w
+        earlier_same = ((keys[:, :, None] == keys[:, None, :]) & earlier).any(dim=2)  # (B, W)
         candidates = self._candidates(classes, exists, CONTENT) & ~earlier_same & active[:, None]
         targets = choose_top_k_weighted(scores, candidates, self.weights, generator)
         fallback = choose_one_word(exists & active[:, None], generator)

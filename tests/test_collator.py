@@ -298,3 +298,13 @@ def test_collator_is_fast(tokenizer, image_processor, features):
             c(features[:32])
         rates[text_policy] = 5 * 32 / (time.perf_counter() - start)
     assert min(rates.values()) > 640, rates
+
+
+def test_untagged_features_work_with_random_only(tokenizer, image_processor, features):
+    plain = [{"input_ids": f["input_ids"], "image": f["image"]} for f in features[:16]]
+    batch = collator(tokenizer, image_processor, text_policy="random", text_policy_kwargs={"rate": 0.5})(plain)
+    masked = batch["labels"] != -100
+    special = torch.isin(torch.where(masked, batch["labels"], 0), torch.tensor(tokenizer.all_special_ids))
+    assert masked.any() and not (masked & special).any(), "special tokens must never be masked"
+    with pytest.raises(ValueError, match="CaptionTagger"):
+        collator(tokenizer, image_processor, text_policy="objects")(plain)
