@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from eval_metrics import (add_sums, image_necessity_deltas, masked_token_sums, mean_and_spread, model_index_results,
-                          prompt_precision_at_k, rerank_top_k, retrieval_recall_at_k, scores_by_group,
-                          summarise_masked_tokens, topk_accuracy, vqa_scores)
+                          prompt_precision_at_k, rerank_top_k, retrieval_recall_at_k, summarise_masked_tokens,
+                          topk_accuracy)
 
 
 def test_perfect_predictor_has_acc_at_1_and_5_equal_to_one_and_near_zero_loss():
@@ -79,16 +79,6 @@ def test_recall_at_k_and_itm_reranking():
     assert retrieval_recall_at_k(reranked, positives, ks=(1,))["R@1"] == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="no positive"):
         retrieval_recall_at_k(ranking, torch.zeros(3, 3, dtype=torch.bool))
-
-
-def test_vqa_scores_hard_and_soft_and_grouping():
-    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 3.0]])
-    assert vqa_scores(logits, torch.tensor([0, 1])).tolist() == [1.0, 0.0]
-    soft = torch.tensor([[0.3, 1.0, 0.0], [0.0, 0.0, 0.6]])  # VQAv2 soft scores
-    assert vqa_scores(logits, soft).tolist() == pytest.approx([0.3, 0.6])
-    grouped = scores_by_group([1.0, 0.0, 1.0], ["color", "shape", "color"])
-    assert grouped["overall"] == pytest.approx(2 / 3)
-    assert grouped["by_group"] == {"color": 1.0, "shape": 0.0} and grouped["counts"] == {"color": 2, "shape": 1}
 
 
 def test_mean_and_spread_and_model_index_entry():

@@ -6,7 +6,8 @@
 * `prompt_precision_at_k` (prompt-based object detection: share of the top-k predicted words that
   are objects of the image).
 * `retrieval_recall_at_k` / `rerank_top_k` (R@k for image<->text retrieval, ITM re-ranking).
-* `vqa_scores` (hard-label accuracy or VQAv2 soft score of the predicted answer), `mean_and_spread`.
+* `mean_and_spread` (mean and spread over seeds). VQA accuracy is the local `evaluate` module
+  `train_scripts/metrics/vqa_accuracy`.
 * `model_index_results` (the `model-index` entries a model card carries).
 
 Conventions: logits are (M, V) float over the M scored positions and labels (M,) long; a label of
@@ -128,30 +129,6 @@ def rerank_top_k(similarity: torch.Tensor, k: int, rerank_scores: torch.Tensor) 
     return torch.cat([order[:, :k].gather(1, inner), order[:, k:]], dim=1)
 
 
-def vqa_scores(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-question score (B,) of the arg-max answer: 1/0 for int labels (B,), the soft score of the
-    predicted answer for soft-score labels (B, A) (VQAv2: min(1, #annotators / 3))."""
-    predicted = logits.argmax(dim=-1)  # (B,)
-    if labels.dim() == 2:
-        return labels.float().gather(1, predicted[:, None]).squeeze(1)
-    return (predicted == labels).float()
-
-
-def scores_by_group(scores, groups) -> dict:
-    """Mean score overall and per group name: `{"overall": float, "by_group": {name: float}, "counts": {...}}`."""
-    scores = [float(s) for s in scores]
-    if len(scores) != len(groups):
-        raise ValueError(f"{len(scores)} scores but {len(groups)} group names")
-    by_group: dict[str, list[float]] = {}
-    for score, group in zip(scores, groups):
-        by_group.setdefault(str(group), []).append(score)
-    return {
-        "overall": sum(scores) / len(scores) if scores else float("nan"),
-        "by_group": {name: sum(v) / len(v) for name, v in sorted(by_group.items())},
-        "counts": {name: len(v) for name, v in sorted(by_group.items())},
-    }
-
-
 def mean_and_spread(values) -> dict:
     """`{"mean", "std" (sample, 0 for one value), "min", "max", "n"}` of a list of numbers."""
     values = [float(v) for v in values]
@@ -191,8 +168,6 @@ __all__ = [
     "prompt_precision_at_k",
     "retrieval_recall_at_k",
     "rerank_top_k",
-    "vqa_scores",
-    "scores_by_group",
     "mean_and_spread",
     "model_index_results",
 ]
