@@ -325,14 +325,15 @@ def describe_dataset(dataset: Any) -> tuple[str | None, str]:
 
 
 def scrub_summary(summary: dict) -> dict:
-    """A copy of the summary whose local paths are reduced to their last component (recursively)."""
+    """A copy of the summary whose local paths become ``./<last component>`` (recursively): still recognisably
+    local (never taken for a Hub id), without the machine's directory layout."""
     def scrub(value):
         if isinstance(value, dict):
             return {k: scrub(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [scrub(v) for v in value]
         if isinstance(value, os.PathLike) or (isinstance(value, str) and _looks_local(value)):
-            return _last_component(str(value))
+            return f"./{_last_component(str(value))}"
         return value
     return scrub(dict(summary))
 
