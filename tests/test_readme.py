@@ -20,6 +20,18 @@ def test_readme_quick_start_runs(repo_root, tmp_path):
     assert (tmp_path / "my-maskvl" / "processor_config.json").exists()
 
 
+def test_readme_masking_example_runs(repo_root, capsys):
+    text = (repo_root / "README.md").read_text()
+    block = re.search(r"## Masking policies.*?```python\n(.*?)```", text, re.S)
+    assert block, "README has no masking example"
+    exec(compile(block.group(1), "README.md masking example", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in printed] == ["random", "whole_word", "stop_words", "content_words", "objects",
+                                                     "attributes", "relationships", "top_concrete"]
+    objects = next(line for line in printed if line.startswith("objects"))
+    assert "'man'" in objects and "image masked" in objects
+
+
 def test_readme_commands_match_ci(repo_root):
     """`.ci/run` runs README's test command verbatim."""
     readme = (repo_root / "README.md").read_text()
