@@ -16,6 +16,7 @@ import os
 import sys
 from dataclasses import dataclass, field, fields
 
+import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
@@ -311,6 +312,8 @@ class MaskingArguments:
 class PretrainingArguments(TrainingArguments):
     """transformers' `TrainingArguments`, with defaults for the tiny default run on a 2-core CPU.
 
+    Several processes (torchrun, `accelerate launch --multi_gpu`) on a machine without an accelerator set
+    `use_cpu`, so they form one gloo DDP group instead of training alone each.
     `--resume_from_checkpoint auto` resumes from the latest `checkpoint-*` in `--output_dir` (or starts
     fresh when there is none); a path resumes from that checkpoint.
     """
@@ -332,6 +335,13 @@ class PretrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Keep the image / word-class columns: the collator needs them."}
     )
     dataloader_num_workers: int = field(default=0, metadata={"help": "Data-loader worker processes."})
+
+    def __post_init__(self):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
+            # Launched as several processes (torchrun / accelerate --multi_gpu) on a machine without an
+            # accelerator: without use_cpu every process would silently train alone (world size 1).
+            self.use_cpu = True
+        super().__post_init__()
 
 
 def _file_arguments(path: str) -> dict:
