@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 import evaluate_image_necessity as necessity
+from pretrain_args import DataArguments
 from maskvl_processing import OBJECT, STOP_OR_PUNCT, MaskVLDataCollator
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
 from test_eval_checkpoints import IMAGE_SIZE, tiny_checkpoint, tiny_tokenizer
@@ -26,7 +27,8 @@ def single_thread():
 @pytest.fixture(scope="module")
 def features():
     tokenizer = tiny_tokenizer()
-    tagged = necessity.tag_dataset(make_synthetic_dataset(40, seed=3, image_size=IMAGE_SIZE), tokenizer, None, 40)
+    tagged = necessity.tag_dataset(make_synthetic_dataset(40, seed=3, image_size=IMAGE_SIZE), tokenizer,
+                                   DataArguments())
     columns = ("input_ids", "word_ids", "token_word_class", "token_concreteness")
     pixel_values = torch.randn(len(tagged), 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
     rows = [{**{c: row[c] for c in columns}, "pixel_values": pixel_values[i]} for i, row in enumerate(tagged)]
@@ -123,7 +125,7 @@ def test_end_to_end_two_checkpoints(tmp_path):
     out = tmp_path / "necessity"
     report = necessity.main([
         "--checkpoint", first, second, "--checkpoint_names", "random", "objects", "--output_dir", str(out),
-        "--num_eval_examples", "24", "--synthetic_image_size", str(IMAGE_SIZE), "--batch_size", "32",
+        "--eval_size", "24", "--batch_size", "32",
     ])
     saved = json.loads((out / "image_necessity.json").read_text())
     assert saved["schema_version"] == 1 and saved["eval_data"]["split"] == "test"

@@ -23,15 +23,18 @@ column `objects`; skipped when the data set has none). With several checkpoints,
 accuracy matrix (rows: evaluation mask, columns: checkpoint / pre-training policy) as in the
 paper's "hierarchy of masked semantic classes".
 
-Launch (CPU is fine; the evaluation data default to the embedded synthetic set's `test` split,
-seed 0, which shares no scene with pre-training's `train` / `validation` splits):
+Launch (CPU is fine). The data flags are the pre-training script's `DataArguments`; evaluation data
+default to the embedded synthetic set's `test` stream (seed `--data_seed`, default 42 like
+pre-training), which shares no scene with pre-training's `train` / `validation` streams; `--eval_size`
+(default 500) pairs, rendered at the checkpoint's image size. Real data without `--eval_split` use the
+same held-out pairs as pre-training (same `--eval_size` and seed).
 
     python train_scripts/evaluate_image_necessity.py --checkpoint outputs/pretrain --output_dir outputs/necessity
     python train_scripts/evaluate_image_necessity.py --checkpoint runs/random runs/objects runs/content \
         --output_dir outputs/necessity_matrix
     python train_scripts/evaluate_image_necessity.py --checkpoint ckpt --output_dir out \
-        --train_dir data/coco_val --caption_column caption        # real data: imagefolder + metadata.jsonl
-    python train_scripts/evaluate_image_necessity.py config.yaml      # all arguments from a YAML/JSON file
+        --train_dir data/coco --eval_split validation             # real data: imagefolder + metadata.jsonl
+    python train_scripts/evaluate_image_necessity.py config.yaml --eval_size 200   # file, then overrides
 
 Outputs in `--output_dir`:
 
@@ -61,12 +64,11 @@ import json
 import logging
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForMaskedLM, HfArgumentParser
+from transformers import AutoConfig, AutoModelForMaskedLM
 
 import modeling_maskvl  # noqa: F401  (registers the Auto classes)
 from eval_metrics import (add_sums, image_necessity_deltas, masked_token_sums, model_index_results,
@@ -74,7 +76,8 @@ from eval_metrics import (add_sums, image_necessity_deltas, masked_token_sums, m
 from maskvl_processing import (TEXT_MASKING_POLICIES, CaptionTagger, MaskVLDataCollator, MaskVLProcessor,
                                WordClassMasking)
 from maskvl_processing.masking_primitives import derangement, whole_word_rate_mask, word_level_features
-from maskvl_processing.pretraining_data import load_image_text_dataset
+from maskvl_processing.pretraining_data import load_image_text_dataset, train_eval_split
+from pretrain_args import DataArguments, parse_args
 
 logger = logging.getLogger(__name__)
 
@@ -85,35 +88,33 @@ VARIANTS = ("blank", "mismatched")
 PAPER_PROMPTS = ("A photo of a [MASK].", "A [MASK] in the photo.")
 
 
-@dataclass
-class EvalDataArguments:
-    """Evaluation data: the synthetic `test` split by default, or the pre-training script's real-data sources."""
+def load_eval_dataset(data_args: DataArguments, data_seed: int, image_size: int):
+    """(dataset, description) of the evaluation pairs, held out from pre-training.
 
-    dataset_name: str | None = field(default=None, metadata={"help": "Hub data set id (needs network)."})
-    dataset_config_name: str | None = field(default=None)
-    eval_split: str = field(default="test", metadata={"help": "Split to evaluate on (synthetic: train/validation/test)."})
-    train_dir: str | None = field(default=None, metadata={"help": "Local imagefolder with metadata.jsonl."})
-    webdataset: str | None = field(default=None, metadata={"help": "Tar shards (glob / brace pattern / URL)."})
-    image_column: str = field(default="image")
-    caption_column: str = field(default="caption")
-    num_eval_examples: int = field(default=500, metadata={"help": "Synthetic size, or the first N examples of real data."})
-    synthetic_image_size: int = field(default=64)
-    data_seed: int = field(default=0, metadata={"help": "Seed of the synthetic data (its splits are disjoint)."})
-
-
-def load_eval_dataset(data_args: EvalDataArguments):
-    """(dataset, eval_data description) — a map-style data set of at most `num_eval_examples` pairs."""
-    dataset = load_image_text_dataset(
-        dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
-        split=data_args.eval_split, train_dir=data_args.train_dir, webdataset=data_args.webdataset,
-        image_column=data_args.image_column, caption_column=data_args.caption_column,
-        synthetic_num_examples=data_args.num_eval_examples, synthetic_image_size=data_args.synthetic_image_size,
-        seed=data_args.data_seed,
-    )
-    dataset = dataset.select(range(min(data_args.num_eval_examples, len(dataset))))
-    source = data_args.dataset_name or data_args.train_dir or data_args.webdataset or "maskvl-synthetic-scenes"
-    return dataset, {"source": source, "split": data_args.eval_split, "num_examples": len(dataset),
-                     "seed": data_args.data_seed}
+    Synthetic data: the `test` stream of `data_seed` (pre-training uses `train` / `validation`).
+    Real data: `--eval_split` if given, else the pre-training script's held-out part of the training
+    split (`train_eval_split(train, eval_size, seed=data_seed)["validation"]`; same seed = same pairs).
+    At most `--max_eval_samples` (default `--eval_size`) pairs.
+    """
+    source = dict(dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
+                  train_dir=data_args.train_dir, webdataset=data_args.webdataset, image_column=data_args.image_column,
+                  caption_column=data_args.caption_column, cache_dir=data_args.cache_dir,
+                  synthetic_image_size=image_size, seed=data_seed)
+    limit = data_args.max_eval_samples or data_args.eval_size
+    synthetic = not (data_args.dataset_name or data_args.train_dir or data_args.webdataset)
+    if synthetic:
+        split = data_args.eval_split or "test"
+        dataset = load_image_text_dataset(split=split, synthetic_num_examples=limit, **source)
+    elif data_args.eval_split is not None:
+        split = data_args.eval_split
+        dataset = load_image_text_dataset(split=split, **source)
+    else:
+        split = f"{data_args.train_split} (held out: eval_size {data_args.eval_size}, seed {data_seed})"
+        train = load_image_text_dataset(split=data_args.train_split, **source)
+        dataset = train_eval_split(train, data_args.eval_size, seed=data_seed)["validation"]
+    dataset = dataset.select(range(min(limit, len(dataset))))
+    name = data_args.dataset_name or data_args.train_dir or data_args.webdataset or "maskvl-synthetic-scenes"
+    return dataset, {"source": name, "split": split, "num_examples": len(dataset), "seed": data_seed}
 
 
 @dataclass
@@ -134,10 +135,9 @@ class ImageNecessityArguments:
     prompts: list[str] = field(default_factory=lambda: list(PAPER_PROMPTS), metadata={"help": "Use [MASK] once."})
     prompt_top_k: list[int] = field(default_factory=lambda: [1, 5, 10])
     matrix_metric: str = field(default="acc@5", metadata={"help": "Metric of the accuracy matrix: acc@1 or acc@5."})
-    tagger_backend: str | None = field(
-        default=None, metadata={"help": "Word classes: dataset / pattern / spacy (default: dataset when the data has them)."}
+    data_seed: int = field(
+        default=42, metadata={"help": "Seed of the evaluation data: the pre-training run's --seed (its default, 42)."}
     )
-    max_length: int = field(default=40, metadata={"help": "Maximum caption length in word-pieces."})
 
     def __post_init__(self):
         if not self.checkpoint:
@@ -189,20 +189,31 @@ def build_eval_mask(name: str, rate: float):
 
 
 def pretraining_policy(checkpoint: str) -> str | None:
-    """The text/joint masking policy recorded by the pre-training script, if any."""
-    path = os.path.join(checkpoint, "maskvl_pretraining_args.json")
+    """The masking recorded by the pre-training script (`training_args.json`), e.g. `objects`,
+    `random@0.4`, `random+maskvlm`; None when the folder has no such file."""
+    path = os.path.join(checkpoint, "training_args.json")
     if not os.path.isfile(path):
         return None
     with open(path) as handle:
-        masking = json.load(handle).get("masking", {})
-    return masking.get("name") or masking.get("text_policy")
+        recorded = json.load(handle)
+    name = recorded.get("text_masking")
+    if name is None:
+        return None
+    if recorded.get("text_mask_rate") is not None:
+        name += f"@{recorded['text_mask_rate']:g}"
+    if recorded.get("joint_masking") not in (None, "independent"):
+        name += f"+{recorded['joint_masking']}"
+    return name
 
 
-def tag_dataset(dataset, tokenizer, backend: str | None, max_length: int):
-    """Word classes + word-pieces per caption (`CaptionTagger`); keeps `image` and `objects`."""
-    if backend is None:
+def tag_dataset(dataset, tokenizer, data_args: DataArguments):
+    """Word classes + word-pieces per caption (`CaptionTagger`, as in pre-training); keeps `image` and `objects`."""
+    backend = data_args.tagger
+    if backend == "auto":
         backend = "dataset" if {"words", "word_classes"} <= set(dataset.column_names) else "pattern"
-    tagger = CaptionTagger(tokenizer, backend=backend, max_length=max_length)
+    tagger = CaptionTagger(tokenizer, backend=backend, max_length=data_args.max_seq_length,
+                           spacy_model=data_args.spacy_model, object_vocab=data_args.object_vocab,
+                           attribute_vocab=data_args.attribute_vocab, relation_vocab=data_args.relation_vocab)
     keep = {"image", "objects"}
     return dataset.map(tagger, batched=True, with_indices=True, desc="tagging captions",
                        remove_columns=[c for c in dataset.column_names if c not in keep])
@@ -301,12 +312,13 @@ def checkpoint_model_index(result: dict, eval_data: dict) -> list[dict]:
                                 eval_data["source"], eval_data["source"], metrics, eval_data["split"])]
 
 
-def evaluate_checkpoint(checkpoint: str, name: str, dataset, args: ImageNecessityArguments, eval_data: dict) -> dict:
+def evaluate_checkpoint(checkpoint: str, name: str, dataset, args: ImageNecessityArguments, data_args: DataArguments,
+                        eval_data: dict) -> dict:
     """All image-necessity numbers of one checkpoint (one entry of the JSON's `checkpoints`)."""
     processor = MaskVLProcessor.from_pretrained(checkpoint)
     tokenizer, image_processor = processor.tokenizer, processor.image_processor
     model = AutoModelForMaskedLM.from_pretrained(checkpoint).eval()
-    tagged = tag_dataset(dataset, tokenizer, args.tagger_backend, args.max_length)
+    tagged = tag_dataset(dataset, tokenizer, data_args)
     pixel_values = process_images(tagged, image_processor, args.batch_size)  # (N, 3, H, W)
     mismatch = derangement(len(tagged), torch.Generator().manual_seed(args.seed))  # (N,)
     columns = ("input_ids", "word_ids", "token_word_class", "token_concreteness")
@@ -315,7 +327,7 @@ def evaluate_checkpoint(checkpoint: str, name: str, dataset, args: ImageNecessit
     result = {"checkpoint": checkpoint, "name": name, "pretraining_policy": pretraining_policy(checkpoint), "masks": {}}
     for mask in tqdm(args.eval_masks, desc=f"eval masks ({name})"):
         collator = MaskVLDataCollator(tokenizer, image_processor, text_policy=build_eval_mask(mask, args.mask_rate),
-                                      seed=args.seed, max_length=args.max_length)
+                                      seed=args.seed, max_length=data_args.max_seq_length)
         result["masks"][mask] = score_masks(model, features, pixel_values, mismatch, collator, args.batch_size)
     result["object_detection"] = None
     if "objects" in tagged.column_names:
@@ -418,12 +430,13 @@ def _json_safe(value):
     return value
 
 
-def run(args: ImageNecessityArguments, data_args: EvalDataArguments) -> dict:
+def run(args: ImageNecessityArguments, data_args: DataArguments) -> dict:
     """Evaluate every checkpoint and write the JSON, Markdown and PNG; returns the report dict."""
-    dataset, eval_data = load_eval_dataset(data_args)
+    image_size = AutoConfig.from_pretrained(args.checkpoint[0]).vision_config.image_size
+    dataset, eval_data = load_eval_dataset(data_args, args.data_seed, image_size)
     names = args.checkpoint_names or [pretraining_policy(c) or os.path.basename(os.path.normpath(c))
                                       for c in args.checkpoint]
-    results = [evaluate_checkpoint(c, n, dataset, args, eval_data) for c, n in zip(args.checkpoint, names)]
+    results = [evaluate_checkpoint(c, n, dataset, args, data_args, eval_data) for c, n in zip(args.checkpoint, names)]
     settings = {"eval_masks": args.eval_masks, "mask_rate": args.mask_rate, "seed": args.seed,
                 "variants": list(VARIANTS), "prompts": args.prompts, "prompt_top_k": args.prompt_top_k}
     report = {"schema_version": 1, "task": "image_necessity", "eval_data": eval_data, "settings": settings,
@@ -438,13 +451,7 @@ def run(args: ImageNecessityArguments, data_args: EvalDataArguments) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((ImageNecessityArguments, EvalDataArguments))
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        args, data_args = (parser.parse_json_file(argv[0]) if argv[0].endswith(".json")
-                           else parser.parse_yaml_file(argv[0]))
-    else:
-        args, data_args = parser.parse_args_into_dataclasses(args=argv)
+    args, data_args = parse_args((ImageNecessityArguments, DataArguments), argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     report = run(args, data_args)
     logger.info("wrote %s", os.path.join(args.output_dir, "image_necessity.json"))
