@@ -57,8 +57,9 @@ def test_card_round_trips_with_valid_metadata(checkpoint):
 def test_card_reports_the_run(checkpoint):
     folder, num_parameters = checkpoint
     card = render_model_card(folder, SUMMARY, repo_id="someone/maskvlm-objects")
-    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
-    assert results == {k: v for k, v in SUMMARY["metrics"].items() if v is not None}
+    results = {r.metric_name: (r.metric_type, r.metric_value) for r in card.data.eval_results}
+    assert results == {k: ("accuracy" if "accuracy" in k else "loss", v)
+                       for k, v in SUMMARY["metrics"].items() if v is not None}
     assert all(r.dataset_split == "validation" and r.task_type == "fill-mask" for r in card.data.eval_results)
     text = str(card)
     for value in ("4.812", "0.2734", "0.1172", "1800", "120 optimisation steps", "`objects`", "rate=0.15", "seed: 7",

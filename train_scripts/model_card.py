@@ -57,7 +57,7 @@ TEXT_MASKING_DESCRIPTIONS = {
 IMAGE_MASKING_DESCRIPTIONS = {
     "none": "images are not masked",
     "random": "random patches (MAE-style ratio)",
-    "block": "block-wise masking (BEiT / MaskVLM 32x32-pixel blocks)",
+    "block": "block-wise masking (BEiT-style blocks of patches; MaskVLM masks 32x32-pixel blocks at 224 px)",
 }
 JOINT_MASKING_DESCRIPTIONS = {
     "independent": "text and image masked independently",
@@ -71,6 +71,7 @@ METRIC_DESCRIPTIONS = {
     "eval_itc_loss": "image-text contrastive loss on the held-out split",
     "eval_itm_loss": "image-text matching loss on the held-out split",
     "eval_mlm_accuracy": "top-1 accuracy of the masked tokens on the held-out split, with the image",
+    "eval_itm_accuracy": "image-text matching accuracy (true pairs vs pairs with a swapped image), held-out split",
     "frequency_baseline_accuracy": ("accuracy of always predicting the most frequent masked token of the "
                                     "training split (what a model that ignores the input reaches)"),
 }
@@ -217,7 +218,8 @@ def load_eval_results(paths) -> dict:
 def eval_results_to_model_index(training_summary: dict, eval_entries: dict, dataset: dict) -> list[EvalResult]:
     """The run's metrics (on ``dataset``) and the normalised evaluation entries as ``model-index`` results."""
     entries = []
-    metrics = [{"type": k, "name": k, "value": v} for k, v in sorted((training_summary.get("metrics") or {}).items())]
+    metrics = [{"type": _metric_type(k), "name": k, "value": round(v, 4)}
+               for k, v in sorted((training_summary.get("metrics") or {}).items()) if _is_number(v)]
     if metrics:
         entries.append({"task": {"type": "fill-mask", "name": "Masked language modelling with the image"},
                         "dataset": {**dataset, "split": "validation"}, "metrics": metrics})
@@ -468,6 +470,14 @@ def _describe_policy(policy: Any, descriptions: dict) -> str:
         if params:
             text += " (" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")"
     return text
+
+
+def _metric_type(name: str) -> str:
+    """Hub metric type of a Trainer metric name: ``eval_mlm_accuracy`` -> ``accuracy``."""
+    for kind in ("accuracy", "loss"):
+        if name.endswith(kind):
+            return kind
+    return name
 
 
 def _describe_metric(name: str) -> str:

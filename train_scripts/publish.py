@@ -47,7 +47,7 @@ REQUIRED_AUTO_CLASSES = ("AutoConfig", "AutoModel", "AutoModelForPreTraining", "
 # Files copied from the checkpoint when present (code files, weights and evaluation results are added apart).
 COPIED_FILES = ("config.json", "processor_config.json", "preprocessor_config.json", "tokenizer.json",
                 "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "added_tokens.json",
-                "generation_config.json", SUMMARY_FILE)
+                "generation_config.json", SUMMARY_FILE, "training_args.json")
 PICKLED_WEIGHTS = re.compile(r"^(pytorch_model.*\.bin|model.*\.(pt|pth|ckpt|pkl))$")
 TRAINER_STATE = re.compile(r"^(training_args\.bin|optimizer\.pt|scheduler\.pt|scaler\.pt|rng_state.*\.pth)$")
 
