@@ -49,3 +49,17 @@ def test_tiny_checkpoint_loads_as_fill_mask_model_with_its_processor():
     with torch.no_grad():
         logits = model(**inputs).logits
     assert logits.shape == (1, inputs["input_ids"].shape[1], len(processor.tokenizer))
+
+
+@functools.lru_cache(maxsize=None)
+def pretrained_checkpoint(text_masking: str = "objects") -> str:
+    """Output folder of a few steps of the real pre-training script (`pretrain.main`) on synthetic data."""
+    import pretrain
+
+    folder = tempfile.mkdtemp(prefix=f"maskvl-pretrained-{text_masking}-")
+    pretrain.main([
+        "--output_dir", folder, "--max_steps", "4", "--synthetic_num_examples", "64", "--eval_size", "16",
+        "--tokenizer_vocab_size", "200", "--baseline_examples", "32", "--per_device_train_batch_size", "16",
+        "--eval_steps", "100", "--save_steps", "100", "--disable_tqdm", "true", "--text_masking", text_masking,
+    ])
+    return folder

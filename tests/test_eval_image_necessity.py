@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -12,7 +13,7 @@ import evaluate_image_necessity as necessity
 from pretrain_args import DataArguments
 from maskvl_processing import OBJECT, STOP_OR_PUNCT, MaskVLDataCollator
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
-from test_eval_checkpoints import IMAGE_SIZE, tiny_checkpoint, tiny_tokenizer
+from test_eval_checkpoints import IMAGE_SIZE, pretrained_checkpoint, tiny_checkpoint, tiny_tokenizer
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -120,17 +121,18 @@ def test_bad_arguments_are_named(tmp_path):
 
 
 @pytest.mark.slow
-def test_end_to_end_two_checkpoints(tmp_path):
-    first, second = tiny_checkpoint("random"), tiny_checkpoint("objects", seed=1)
+def test_end_to_end_on_pretraining_output_and_a_hand_built_checkpoint(tmp_path):
+    first, second = pretrained_checkpoint("objects"), tiny_checkpoint("random")
     out = tmp_path / "necessity"
     report = necessity.main([
-        "--checkpoint", first, second, "--checkpoint_names", "random", "objects", "--output_dir", str(out),
-        "--eval_size", "24", "--batch_size", "32",
+        "--checkpoint", first, second, "--output_dir", str(out), "--eval_size", "24", "--batch_size", "32",
     ])
     saved = json.loads((out / "image_necessity.json").read_text())
     assert saved["schema_version"] == 1 and saved["eval_data"]["split"] == "test"
     assert saved["eval_data"]["num_examples"] == 24
-    assert [c["name"] for c in saved["checkpoints"]] == ["random", "objects"]
+    # column names: the pre-training policy recorded in training_args.json, else the folder name
+    assert [c["name"] for c in saved["checkpoints"]] == ["objects", os.path.basename(second)]
+    assert saved["checkpoints"][0]["pretraining_policy"] == "objects"
     for result in saved["checkpoints"]:
         assert list(result["masks"]) == list(necessity.EVAL_MASKS)
         for mask, row in result["masks"].items():
@@ -146,7 +148,7 @@ def test_end_to_end_two_checkpoints(tmp_path):
     # two differently initialised checkpoints give different numbers
     assert saved["checkpoints"][0]["masks"]["random"] != saved["checkpoints"][1]["masks"]["random"]
     matrix = saved["accuracy_matrix"]
-    assert matrix["columns"] == ["random", "objects"] and matrix["rows"] == list(necessity.EVAL_MASKS)
+    assert matrix["columns"] == [c["name"] for c in saved["checkpoints"]] and matrix["rows"] == list(necessity.EVAL_MASKS)
     assert len(matrix["values"]) == len(necessity.EVAL_MASKS) and all(len(r) == 2 for r in matrix["values"])
     assert matrix["values"][0][1] == saved["checkpoints"][1]["masks"]["random"]["with_image"]["acc@5"]
     markdown = (out / "image_necessity.md").read_text()
@@ -154,3 +156,12 @@ def test_end_to_end_two_checkpoints(tmp_path):
     with Image.open(out / "image_necessity_delta_loss.png") as image:
         assert image.size[0] > 400
     assert report["checkpoints"][0]["checkpoint"] == first
+
+
+def test_pretraining_policy_is_read_from_training_args(tmp_path):
+    (tmp_path / "training_args.json").write_text(json.dumps(
+        {"text_masking": "random", "text_mask_rate": 0.4, "joint_masking": "maskvlm"}))
+    assert necessity.pretraining_policy(str(tmp_path)) == "random@0.4+maskvlm"
+    (tmp_path / "training_args.json").write_text(json.dumps({"text_masking": "objects", "joint_masking": None}))
+    assert necessity.pretraining_policy(str(tmp_path)) == "objects"
+    assert necessity.pretraining_policy(str(tmp_path / "elsewhere")) is None
