@@ -243,3 +243,17 @@ def test_save_pipelines_writes_config_entries_and_copies_the_code(processor, tmp
         save_pipelines(tmp_path, [VQA_TASK])
     with pytest.raises(ValueError, match="Unknown MaskVL pipeline task 'captioning'"):
         save_pipelines(tmp_path, ["captioning"])
+
+
+def test_registered_tasks_work_in_process_with_model_objects(processor, image_files):
+    from transformers import pipeline
+
+    from maskvl_processing.pipelines_maskvl import register_maskvl_pipelines
+
+    register_maskvl_pipelines()
+    model = build_model(MaskVLForPreTraining, processor)
+    pipe = pipeline(MATCHING_TASK, model=model, processor=processor)
+    assert isinstance(pipe, ImageTextMatchingPipeline)
+    direct = ImageTextMatchingPipeline(model=model, processor=processor)
+    labels = ["a red circle", "a blue square"]
+    assert pipe(image_files[0], candidate_labels=labels) == direct(image_files[0], candidate_labels=labels)

@@ -145,7 +145,7 @@ def check_loads_without_package(staging: Path, tasks: list[str]) -> list[str]:
     ``modeling_maskvl`` / ``maskvl_processing`` cannot be imported; returns the problems found."""
     code = _ISOLATED_LOAD.format(folder=str(staging.resolve()), auto_classes=list(REQUIRED_AUTO_CLASSES[1:]), tasks=tasks)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["HF_HUB_OFFLINE"] = "1"
+    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")  # loading only: no use for intra-op threads
     proc = subprocess.run([sys.executable, "-c", code], cwd=str(staging.parent), env=env, capture_output=True,
                           text=True, timeout=600)
     if proc.returncode != 0:
