@@ -218,3 +218,29 @@ def test_upload_is_create_repo_plus_upload_folder_and_never_shows_the_token(chec
     monkeypatch.setattr(publish, "get_token", lambda: None)
     with pytest.raises(RuntimeError, match="hf auth login"):
         publish.main(["--checkpoint", str(checkpoint), "--repo_id", "someone/m", "--skip_load_check", "--create_pr"])
+
+
+@pytest.mark.slow
+def test_pretraining_output_publishes_with_its_real_metrics(tmp_path):
+    """pretrain.py's folder as it leaves it -> publish --dry_run -> the card carries the run's own numbers."""
+    import pretrain
+    from huggingface_hub import ModelCard
+
+    run = tmp_path / "run"
+    pretrain.main(["--output_dir", str(run), "--image_size", "32", "--synthetic_num_examples", "40",
+                   "--eval_size", "16", "--baseline_examples", "40", "--max_steps", "2",
+                   "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
+                   "--eval_strategy", "no", "--save_strategy", "no", "--tokenizer_vocab_size", "200",
+                   "--disable_tqdm", "true", "--seed", "0"])
+    out = publish.main(["--checkpoint", str(run), "--repo_id", "someone/tiny-run", "--dry_run",
+                        str(tmp_path / "hub"), "--skip_load_check"])
+    trainer_metrics = json.loads((run / "eval_results.json").read_text())
+    card = ModelCard.load(out / "README.md")
+    reported = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    for name in ("eval_loss", "eval_mlm_accuracy", "eval_mlm_loss"):
+        assert reported[name] == pytest.approx(trainer_metrics[name], abs=1e-4), name
+    assert reported["frequency_baseline_accuracy"] == pytest.approx(
+        trainer_metrics["eval_frequency_baseline_accuracy"], abs=1e-4)
+    text = (out / "README.md").read_text()
+    assert "someone/tiny-run" in text and str(tmp_path) not in text
+    assert not (out / "training_args.bin").exists() and not (out / "trainer_state.json").exists()
