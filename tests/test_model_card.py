@@ -2,6 +2,7 @@
 nothing machine-specific."""
 
 import getpass
+import json
 from pathlib import Path
 
 import pytest
@@ -130,16 +131,16 @@ def image_necessity_report(names):
     for i, name in enumerate(names):
         metrics = [("accuracy", 0.61 + i / 10, "Acc@5 with image (objects mask)"),
                    ("loss", 1.25 + i, "Δ loss without image (objects mask)")]
-        checkpoints.append({"checkpoint": f"/scratch/runs/{name}", "name": name, "masks": {},
-                            "model_index": [model_index_results("fill-mask", "image necessity", "maskvl-synthetic-scenes",
-                                                                "maskvl-synthetic-scenes", metrics, "test")]})
+        entry = model_index_results("fill-mask", "image necessity", "maskvl-synthetic-scenes",
+                                    "maskvl-synthetic-scenes", metrics, "test")
+        checkpoints.append({"checkpoint": f"/scratch/runs/{name}", "name": name, "masks": {}, "model_index": [entry]})
     return {"schema_version": 1, "task": "image_necessity", "checkpoints": checkpoints}
 
 
 def test_evaluation_json_folds_into_model_index(checkpoint, tmp_path):
     folder, _ = checkpoint
     necessity = tmp_path / "image_necessity.json"
-    necessity.write_text(__import__("json").dumps(image_necessity_report(["random-run", "maskvlm-objects"])))
+    necessity.write_text(json.dumps(image_necessity_report(["random-run", "maskvlm-objects"])))
     vqa = tmp_path / "vqa_results.json"
     vqa.write_text('{"task": {"type": "visual-question-answering", "name": "easy-VQA"}, '
                    '"dataset": {"type": "easy-vqa", "name": "easy-VQA", "split": "test"}, '

@@ -143,7 +143,8 @@ def check_staged_text(staging: Path) -> list[str]:
 def check_loads_without_package(staging: Path, tasks: list[str]) -> list[str]:
     """Load config, every auto class, the processor and the pipelines from ``staging`` in a subprocess where
     ``modeling_maskvl`` / ``maskvl_processing`` cannot be imported; returns the problems found."""
-    code = _ISOLATED_LOAD.format(folder=str(staging.resolve()), auto_classes=list(REQUIRED_AUTO_CLASSES[1:]), tasks=tasks)
+    code = _ISOLATED_LOAD.format(folder=str(staging.resolve()), auto_classes=list(REQUIRED_AUTO_CLASSES[1:]),
+                                 tasks=tasks)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")  # loading only: no use for intra-op threads
     proc = subprocess.run([sys.executable, "-c", code], cwd=str(staging.parent), env=env, capture_output=True,
