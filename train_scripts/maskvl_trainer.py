@@ -8,7 +8,11 @@ On top of the standard `Trainer` it
   parts, `mlm_accuracy`, `itm_accuracy` and `frequency_baseline_accuracy` (always predicting the most
   frequent masked token of the training set, on the same masks);
 * leaves gradient-accumulation scaling to the Trainer: the model's loss is a weighted sum of
-  per-objective means and takes no `num_items_in_batch`.
+  per-objective means and takes no `num_items_in_batch`;
+* reloads checkpoint weights through `from_pretrained`: transformers 5.23's `Trainer._load_from_checkpoint`
+  uses a plain `load_state_dict(strict=False)`, which misses the key renaming `save_pretrained` applies
+  (ViT weights are saved under their legacy names), so a resumed run would silently keep a freshly
+  initialised vision tower.
 
 `ExampleSeededMasking` wraps a `MaskVLDataCollator` so that the masks of a batch depend only on
 (seed, epoch, the batch's example ids). A run resumed from a checkpoint then draws exactly the masks of
@@ -22,7 +26,7 @@ import math
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import Trainer, TrainerCallback
+from transformers import PreTrainedModel, Trainer, TrainerCallback
 
 from maskvl_processing import MaskVLDataError
 
@@ -168,6 +172,31 @@ class MaskVLPreTrainer(Trainer):
             logs.update(self._window_metrics(self._train_window))
             self._train_window.zero_()
         super().log(logs, start_time)
+
+    # ---- checkpoints --------------------------------------------------------------------------------
+    def _plain_model(self, model=None) -> PreTrainedModel | None:
+        """The unwrapped `PreTrainedModel` when weights are loaded by the Trainer itself (not FSDP / DeepSpeed)."""
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return None
+        unwrapped = self.accelerator.unwrap_model(model if model is not None else self.model)
+        return unwrapped if isinstance(unwrapped, PreTrainedModel) else None
+
+    def _load_weights(self, model: PreTrainedModel, checkpoint: str) -> None:
+        """Load `checkpoint`'s weights into `model` with the key conversions of `from_pretrained` (strict)."""
+        loaded = type(model).from_pretrained(checkpoint, dtype=model.dtype)
+        model.load_state_dict(loaded.state_dict(), strict=True)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        plain = self._plain_model(model)
+        if plain is None:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self._load_weights(plain, resume_from_checkpoint)
+
+    def _load_best_model(self):
+        plain = self._plain_model()
+        if plain is None:
+            return super()._load_best_model()
+        self._load_weights(plain, self.state.best_model_checkpoint)
 
     # ---- evaluation --------------------------------------------------------------------------------
     def get_eval_dataloader(self, eval_dataset=None):

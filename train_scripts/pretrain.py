@@ -134,14 +134,24 @@ def build_config(model_args) -> MaskVLConfig:
     return MaskVLConfig.from_preset(model_args.preset, **model_args.config_overrides_dict())
 
 
-def build_tokenizer(model_args, train):
-    """--tokenizer, else the tokenizer of the starting checkpoint / text tower, else one trained on the captions."""
-    source = model_args.tokenizer or model_args.model_name_or_path or model_args.init_text_from
+def build_tokenizer(model_args, train, training_args, checkpoint: str | None):
+    """--tokenizer, else the tokenizer of the starting checkpoint / text tower, else the one of the checkpoint
+    being resumed, else a WordPiece tokenizer trained on the training captions.
+
+    WordPiece training is not deterministic (ties are broken in hash order): the tokenizer is trained once, by
+    the main process, saved to --output_dir and loaded from there by every process.
+    """
+    source = model_args.tokenizer or model_args.model_name_or_path or model_args.init_text_from or checkpoint
     if source is not None:
         return load_tokenizer(source)
-    captions = training_captions(train, model_args.tokenizer_training_examples)
-    logger.info("Training a WordPiece tokenizer (vocab %d) on %d captions", model_args.tokenizer_vocab_size, len(captions))
-    return train_wordpiece_tokenizer(captions, vocab_size=model_args.tokenizer_vocab_size)
+    with training_args.main_process_first(local=False, desc="training the tokenizer"):
+        if training_args.process_index == 0:
+            captions = training_captions(train, model_args.tokenizer_training_examples)
+            logger.info("Training a WordPiece tokenizer (vocabulary %d) on %d captions",
+                        model_args.tokenizer_vocab_size, len(captions))
+            trained = train_wordpiece_tokenizer(captions, vocab_size=model_args.tokenizer_vocab_size)
+            trained.save_pretrained(training_args.output_dir)
+        return load_tokenizer(training_args.output_dir)
 
 
 def build_model(model_args, config: MaskVLConfig, tokenizer, max_seq_length: int) -> MaskVLForPreTraining:
@@ -226,6 +236,7 @@ def main(argv=None) -> MaskVLPreTrainer:
     if training_args.gradient_checkpointing and training_args.ddp_find_unused_parameters is None:
         # maskvlm skips the MLM or MIM pass when a batch has no row of that kind: DDP must allow unused weights
         training_args.ddp_find_unused_parameters = True
+    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     set_seed(training_args.seed)
     data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
 
@@ -234,7 +245,7 @@ def main(argv=None) -> MaskVLPreTrainer:
     image_size, patch_size = config.vision_config.image_size, config.vision_config.patch_size
     with training_args.main_process_first(desc="loading data"):
         raw = load_raw_splits(data_args, image_size, data_seed)
-    tokenizer = build_tokenizer(model_args, raw["train"])
+    tokenizer = build_tokenizer(model_args, raw["train"], training_args, checkpoint)
     with training_args.main_process_first(desc="tagging captions"):
         tagged = tag_splits(raw, tokenizer, data_args)
     train_dataset, eval_dataset = tagged["train"], tagged["validation"]
@@ -269,7 +280,6 @@ def main(argv=None) -> MaskVLPreTrainer:
         data_collator=train_collator, eval_data_collator=eval_collator, processing_class=processor,
         baseline_token_id=baseline_id,
     )
-    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model()  # weights (safetensors), config with auto_map, code files, processor + tokenizer
     trainer.log_metrics("train", train_result.metrics)
