@@ -3,11 +3,10 @@
 import json
 import shutil
 
+import compare_strategies as compare
 import pytest
 import torch
 from PIL import Image
-
-import compare_strategies as compare
 from test_eval_checkpoints import pretrained_checkpoint
 
 

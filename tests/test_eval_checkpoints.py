@@ -9,22 +9,22 @@ import functools
 import tempfile
 
 import torch
-from transformers import AutoModelForMaskedLM
-
 from maskvl_processing import MaskVLImageProcessor, MaskVLProcessor, train_wordpiece_tokenizer
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
+from transformers import AutoModelForMaskedLM
+
 from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining
 
 IMAGE_SIZE = 32
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_tokenizer():
     captions = make_synthetic_dataset(300, seed=11, image_size=IMAGE_SIZE)["caption"]
     return train_wordpiece_tokenizer(captions, vocab_size=200)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_checkpoint(name: str = "random", preset: str = "maskvlm-tiny", seed: int = 0) -> str:
     """Path of a saved tiny checkpoint; `name` only tells checkpoints apart (different seeds)."""
     tokenizer = tiny_tokenizer()
@@ -51,7 +51,7 @@ def test_tiny_checkpoint_loads_as_fill_mask_model_with_its_processor():
     assert logits.shape == (1, inputs["input_ids"].shape[1], len(processor.tokenizer))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pretrained_checkpoint(text_masking: str = "objects") -> str:
     """Output folder of a few steps of the real pre-training script (`pretrain.main`) on synthetic data."""
     import pretrain

@@ -5,14 +5,13 @@ import math
 import os
 from types import SimpleNamespace
 
+import evaluate_image_necessity as necessity
 import pytest
 import torch
-from PIL import Image
-
-import evaluate_image_necessity as necessity
-from pretrain_args import DataArguments
 from maskvl_processing import OBJECT, STOP_OR_PUNCT, MaskVLDataCollator
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
+from PIL import Image
+from pretrain_args import DataArguments
 from test_eval_checkpoints import IMAGE_SIZE, pretrained_checkpoint, tiny_checkpoint, tiny_tokenizer
 
 

@@ -4,10 +4,18 @@ import math
 
 import pytest
 import torch
-
-from eval_metrics import (add_sums, image_necessity_deltas, masked_token_sums, mean_and_spread, model_index_results,
-                          prompt_precision_at_k, rerank_top_k, retrieval_recall_at_k, summarise_masked_tokens,
-                          topk_accuracy)
+from eval_metrics import (
+    add_sums,
+    image_necessity_deltas,
+    masked_token_sums,
+    mean_and_spread,
+    model_index_results,
+    prompt_precision_at_k,
+    rerank_top_k,
+    retrieval_recall_at_k,
+    summarise_masked_tokens,
+    topk_accuracy,
+)
 
 
 def test_perfect_predictor_has_acc_at_1_and_5_equal_to_one_and_near_zero_loss():

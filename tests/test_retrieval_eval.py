@@ -3,11 +3,10 @@
 import json
 
 import datasets
+import evaluate_retrieval as retrieval
 import pytest
 import torch
 from PIL import Image
-
-import evaluate_retrieval as retrieval
 from test_eval_checkpoints import pretrained_checkpoint, tiny_checkpoint
 
 

@@ -4,12 +4,11 @@ import json
 import os
 
 import evaluate
+import finetune_vqa
 import pytest
 import torch
-from PIL import Image
-
-import finetune_vqa
 from easy_vqa_data import answer_targets, answer_vocabulary, is_multi_answer, load_easy_vqa, load_vqa_dataset
+from PIL import Image
 from test_eval_checkpoints import tiny_checkpoint, tiny_tokenizer
 
 

@@ -55,10 +55,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-import torch
-
 import evaluate_image_necessity
 import finetune_vqa
+import torch
 from pretrain_args import parse_args
 
 logger = logging.getLogger(__name__)
@@ -273,7 +272,7 @@ def markdown_report(result: dict, figures: dict, report_path: str) -> str:
     strategies = list(result["strategies"])
     necessity = result["image_necessity"]
     masks = list(necessity["checkpoints"][0]["masks"])
-    rel = lambda path: os.path.relpath(path, os.path.dirname(os.path.abspath(report_path)))  # noqa: E731
+    rel = lambda path: os.path.relpath(path, os.path.dirname(os.path.abspath(report_path)))
     seconds = result["seconds"]
     lines = [
         "# Masking strategies compared: image necessity and easy-VQA", "",

@@ -64,20 +64,31 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
+from eval_metrics import (
+    add_sums,
+    image_necessity_deltas,
+    masked_token_sums,
+    model_index_results,
+    prompt_precision_at_k,
+    summarise_masked_tokens,
+)
+from maskvl_processing import (
+    TEXT_MASKING_POLICIES,
+    CaptionTagger,
+    MaskVLDataCollator,
+    MaskVLProcessor,
+    WordClassMasking,
+)
+from maskvl_processing.masking_primitives import derangement, whole_word_rate_mask, word_level_features
+from maskvl_processing.pretraining_data import load_image_text_dataset, train_eval_split
+from pretrain_args import DataArguments, parse_args
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForMaskedLM
 
 import modeling_maskvl  # noqa: F401  (registers the Auto classes)
-from eval_metrics import (add_sums, image_necessity_deltas, masked_token_sums, model_index_results,
-                          prompt_precision_at_k, summarise_masked_tokens)
-from maskvl_processing import (TEXT_MASKING_POLICIES, CaptionTagger, MaskVLDataCollator, MaskVLProcessor,
-                               WordClassMasking)
-from maskvl_processing.masking_primitives import derangement, whole_word_rate_mask, word_level_features
-from maskvl_processing.pretraining_data import load_image_text_dataset, train_eval_split
-from pretrain_args import DataArguments, parse_args
 
 logger = logging.getLogger(__name__)
 

@@ -37,14 +37,14 @@ import os
 from dataclasses import dataclass, field
 
 import torch
+from eval_metrics import model_index_results, rerank_top_k, retrieval_recall_at_k
+from evaluate_image_necessity import load_eval_dataset
+from maskvl_processing import MaskVLDataError, MaskVLProcessor
+from pretrain_args import DataArguments, parse_args
 from tqdm.auto import tqdm
 from transformers import AutoConfig
 
-from evaluate_image_necessity import load_eval_dataset
-from eval_metrics import model_index_results, rerank_top_k, retrieval_recall_at_k
-from maskvl_processing import MaskVLDataError, MaskVLProcessor
 from modeling_maskvl import MaskVLForImageTextRetrieval
-from pretrain_args import DataArguments, parse_args
 
 logger = logging.getLogger(__name__)
 KS = (1, 5, 10)

@@ -50,13 +50,13 @@ from dataclasses import dataclass, field
 
 import evaluate
 import torch
-from transformers import AutoModelForVisualQuestionAnswering, Trainer, TrainingArguments, set_seed
-
-import modeling_maskvl  # noqa: F401  (registers the Auto classes)
 from easy_vqa_data import answer_targets, answer_vocabulary, is_multi_answer, load_easy_vqa, load_vqa_dataset
 from eval_metrics import mean_and_spread, model_index_results
 from maskvl_processing import MaskVLDataError, MaskVLProcessor, load_image
 from pretrain_args import parse_args
+from transformers import AutoModelForVisualQuestionAnswering, Trainer, TrainingArguments, set_seed
+
+import modeling_maskvl  # noqa: F401  (registers the Auto classes)
 
 logger = logging.getLogger(__name__)
 METRIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics", "vqa_accuracy")
@@ -144,7 +144,7 @@ def load_splits(args: VQAArguments):
     columns = dict(image_column=args.image_column, question_column=args.question_column,
                    answers_column=args.answers_column, question_type_column=args.question_type_column)
     if args.dataset_name or args.data_dir:
-        load = lambda split: load_vqa_dataset(args.dataset_name, args.dataset_config_name, args.data_dir, split,  # noqa: E731
+        load = lambda split: load_vqa_dataset(args.dataset_name, args.dataset_config_name, args.data_dir, split,
                                               **columns)
     else:
         load = load_easy_vqa
