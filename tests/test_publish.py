@@ -231,7 +231,7 @@ def test_pretraining_output_publishes_with_its_real_metrics(tmp_path):
                    "--eval_size", "16", "--baseline_examples", "40", "--max_steps", "2",
                    "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
                    "--eval_strategy", "no", "--save_strategy", "no", "--tokenizer_vocab_size", "200",
-                   "--disable_tqdm", "true", "--seed", "0"])
+                   "--disable_tqdm", "true", "--seed", "0", "--dataloader_pin_memory", "false"])
     out = publish.main(["--checkpoint", str(run), "--repo_id", "someone/tiny-run", "--dry_run",
                         str(tmp_path / "hub"), "--skip_load_check"])
     trainer_metrics = json.loads((run / "eval_results.json").read_text())
