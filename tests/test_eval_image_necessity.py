@@ -147,7 +147,8 @@ def test_end_to_end_on_pretraining_output_and_a_hand_built_checkpoint(tmp_path):
     # two differently initialised checkpoints give different numbers
     assert saved["checkpoints"][0]["masks"]["random"] != saved["checkpoints"][1]["masks"]["random"]
     matrix = saved["accuracy_matrix"]
-    assert matrix["columns"] == [c["name"] for c in saved["checkpoints"]] and matrix["rows"] == list(necessity.EVAL_MASKS)
+    assert matrix["columns"] == [c["name"] for c in saved["checkpoints"]]
+    assert matrix["rows"] == list(necessity.EVAL_MASKS)
     assert len(matrix["values"]) == len(necessity.EVAL_MASKS) and all(len(r) == 2 for r in matrix["values"])
     assert matrix["values"][0][1] == saved["checkpoints"][1]["masks"]["random"]["with_image"]["acc@5"]
     markdown = (out / "image_necessity.md").read_text()

@@ -81,18 +81,22 @@ class CompareArguments:
     """Strategies, the shared pre-training budget, and the evaluation settings."""
 
     output_dir: str = field(default="outputs/compare_strategies")
-    report_path: str | None = field(default=None, metadata={"help": "Markdown report (default OUTPUT_DIR/strategy_comparison.md)."})
+    report_path: str | None = field(
+        default=None, metadata={"help": "Markdown report (default OUTPUT_DIR/strategy_comparison.md)."}
+    )
     figures_dir: str | None = field(default=None, metadata={"help": "Figures (default next to the report, figures/)."})
-    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES), metadata={"help": f"Subset of {list(STRATEGIES)}."})
+    strategies: list[str] = field(
+        default_factory=lambda: list(STRATEGIES), metadata={"help": f"Subset of {list(STRATEGIES)}."}
+    )
     preset: str = field(default="maskvlm-tiny")
     image_size: int = field(default=32)
     pretrain_max_steps: int = field(default=300)
     pretrain_batch_size: int = field(default=32)
     pretrain_learning_rate: float = field(default=2e-3)
-    synthetic_num_examples: int = field(default=4000, metadata={"help": "Pre-training pairs (embedded synthetic data)."})
+    synthetic_num_examples: int = field(default=4000, metadata={"help": "Pre-training pairs (synthetic data)."})
     tokenizer_vocab_size: int = field(default=1000)
-    seed: int = field(default=42, metadata={"help": "Pre-training seed (data, init, masks): identical for all strategies."})
-    extra_pretrain_args: str = field(default="", metadata={"help": "More pretrain.py flags for every strategy (quoted)."})
+    seed: int = field(default=42, metadata={"help": "Pre-training seed (data, init, masks), the same for all."})
+    extra_pretrain_args: str = field(default="", metadata={"help": "More pretrain.py flags for every strategy."})
     reuse_pretraining: bool = field(default=True, metadata={"help": "Skip strategies whose checkpoint already exists."})
     necessity_eval_size: int = field(default=500)
     vqa_train_fraction: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.5, 1.0])
@@ -102,7 +106,7 @@ class CompareArguments:
     vqa_epochs: float = field(default=2.0)
     vqa_learning_rate: float = field(default=1e-3)
     torch_threads: int | None = field(
-        default=1, metadata={"help": "Intra-op threads (1: fastest for tiny models on a busy 2-core CPU; None = torch's)."}
+        default=1, metadata={"help": "Intra-op threads (1: fastest for tiny models on a busy 2-core CPU)."}
     )
 
     def __post_init__(self):
@@ -121,7 +125,8 @@ def pretrain_command(args: CompareArguments, strategy: str) -> list[str]:
         "--output_dir", os.path.join(args.output_dir, strategy), "--preset", args.preset,
         "--image_size", str(args.image_size), "--max_steps", str(args.pretrain_max_steps),
         "--per_device_train_batch_size", str(args.pretrain_batch_size),
-        "--learning_rate", str(args.pretrain_learning_rate), "--synthetic_num_examples", str(args.synthetic_num_examples),
+        "--learning_rate", str(args.pretrain_learning_rate),
+        "--synthetic_num_examples", str(args.synthetic_num_examples),
         "--tokenizer_vocab_size", str(args.tokenizer_vocab_size), "--seed", str(args.seed),
         "--eval_steps", str(args.pretrain_max_steps), "--save_steps", str(args.pretrain_max_steps),
         "--save_total_limit", "1", "--disable_tqdm", "true",
@@ -236,7 +241,8 @@ def plot_figures(necessity: dict, vqa: dict, strategies: list[str], figures_dir:
     ax.set_yticks(range(len(matrix["rows"])), matrix["rows"])
     for i, row in enumerate(values):
         for j, value in enumerate(row):
-            ax.text(j, i, "–" if math.isnan(value) else f"{value:.0f}", ha="center", va="center", color="white", fontsize=8)
+            ax.text(j, i, "–" if math.isnan(value) else f"{value:.0f}", ha="center", va="center", color="white",
+                    fontsize=8)
     fig.colorbar(image, ax=ax, label=f"{matrix['metric']} with image (%)")
     ax.set_title("Accuracy by masked class (rows) and pre-training strategy (columns)")
     fig.tight_layout()
@@ -272,7 +278,10 @@ def markdown_report(result: dict, figures: dict, report_path: str) -> str:
     strategies = list(result["strategies"])
     necessity = result["image_necessity"]
     masks = list(necessity["checkpoints"][0]["masks"])
-    rel = lambda path: os.path.relpath(path, os.path.dirname(os.path.abspath(report_path)))
+
+    def rel(path):
+        return os.path.relpath(path, os.path.dirname(os.path.abspath(report_path)))
+
     seconds = result["seconds"]
     lines = [
         "# Masking strategies compared: image necessity and easy-VQA", "",
@@ -334,7 +343,8 @@ def markdown_report(result: dict, figures: dict, report_path: str) -> str:
             lines.append(f"| {prompt} | " + " | ".join(
                 f"{_pct(detection[s][prompt]['precision@1'])} / {_pct(detection[s][prompt]['precision@5'])}"
                 for s in strategies) + " |")
-    lines += ["", f"![Δ loss]({rel(figures['delta_loss'])})", "", f"![accuracy matrix]({rel(figures['accuracy_matrix'])})", ""]
+    lines += ["", f"![Δ loss]({rel(figures['delta_loss'])})", "",
+              f"![accuracy matrix]({rel(figures['accuracy_matrix'])})", ""]
     if result["vqa"]:
         first = result["vqa"][strategies[0]]
         fractions = list(first["summary"])
@@ -367,7 +377,8 @@ def describe_machine() -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     (args,) = parse_args((CompareArguments,), argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     start = time.perf_counter()
@@ -397,7 +408,8 @@ def main(argv: list[str] | None = None) -> dict:
         vqa[strategy] = finetune_vqa.main([
             "--checkpoint", checkpoint, "--output_dir", os.path.join(args.output_dir, "vqa", strategy),
             "--train_fraction", *map(str, args.vqa_train_fraction), "--seeds", *map(str, args.vqa_seeds),
-            "--max_train_samples", str(args.vqa_max_train_samples), "--max_test_samples", str(args.vqa_max_test_samples),
+            "--max_train_samples", str(args.vqa_max_train_samples),
+            "--max_test_samples", str(args.vqa_max_test_samples),
             "--num_train_epochs", str(args.vqa_epochs), "--learning_rate", str(args.vqa_learning_rate),
             "--disable_tqdm", "true",
         ])

@@ -10,12 +10,15 @@ masks come from the collator's text policies with a fixed seed.
 
 Evaluation masks (`--eval_masks`, default all):
 
-| name | policy |
-|---|---|
-| `random` | `RandomTokenMasking(rate)` — the baseline, 15% of the tokens |
-| `stop_words` / `content_words` | `StopWordMasking` / `ContentWordMasking` with `mode="rate"`: 15% of the class's words (at least one) |
-| `objects` / `attributes` / `relationships` | the class policies with `mode="rate"` (one word of the class per caption; no fallback: captions without one are not scored) |
-| `concrete>3` / `concrete>4` / `concrete>4.5` | one word (15%, at least one) whose concreteness rating (Brysbaert et al.) is above the bin |
+* `random` — `RandomTokenMasking(rate)`, the baseline: 15% of the tokens;
+* `stop_words`, `content_words` — `StopWordMasking` / `ContentWordMasking` with `mode="rate"`:
+  15% of the class's words (at least one);
+* `objects`, `attributes`, `relationships` — the class policies with `mode="rate"`: one word of the
+  class per caption (no fallback to other classes);
+* `concrete>3`, `concrete>4`, `concrete>4.5` — 15% (at least one) of the words whose concreteness
+  rating (Brysbaert et al.) is above the bin.
+
+Captions with no word of a mask's class are not scored for that mask.
 
 Also: prompt-based object detection — "A photo of a [MASK]." and "A [MASK] in the photo." with each
 image; precision@1/5/10 of the top predicted whole words against the image's gold objects (data set
@@ -133,13 +136,15 @@ class ImageNecessityArguments:
     """What to evaluate and how."""
 
     checkpoint: list[str] = field(
-        default_factory=list, metadata={"help": "One or more checkpoint folders (model + processor): --checkpoint A B C."}
+        default_factory=list, metadata={"help": "One or more checkpoint folders: --checkpoint A B C."}
     )
-    output_dir: str = field(default="outputs/image_necessity", metadata={"help": "Where the JSON, Markdown and PNG go."})
+    output_dir: str = field(default="outputs/image_necessity", metadata={"help": "Where the outputs go."})
     checkpoint_names: list[str] | None = field(
-        default=None, metadata={"help": "Column names for the checkpoints (default: the pre-training policy or folder name)."}
+        default=None, metadata={"help": "Names of the checkpoints (default: pre-training policy, else folder name)."}
     )
-    eval_masks: list[str] = field(default_factory=lambda: list(EVAL_MASKS), metadata={"help": f"Subset of {EVAL_MASKS}."})
+    eval_masks: list[str] = field(
+        default_factory=lambda: list(EVAL_MASKS), metadata={"help": f"Subset of {EVAL_MASKS}."}
+    )
     mask_rate: float = field(default=0.15, metadata={"help": "Rate of the random and class-rate masks."})
     seed: int = field(default=1234, metadata={"help": "Seed of the masks and of the mismatched-image derangement."})
     batch_size: int = field(default=64)
@@ -383,14 +388,15 @@ def markdown_report(report: dict) -> str:
             w, b, m = row["with_image"], row["blank"], row["mismatched"]
             lines.append(
                 f"| {mask} | {row['num_tokens']} | {_fmt(w['exp_loss'])} | {_fmt(b['exp_loss'])} | "
-                f"{_fmt(b['exp_loss'] - w['exp_loss'])} | {_fmt(m['exp_loss'])} | {_fmt(m['exp_loss'] - w['exp_loss'])} | "
+                f"{_fmt(b['exp_loss'] - w['exp_loss'])} | {_fmt(m['exp_loss'])} | "
+                f"{_fmt(m['exp_loss'] - w['exp_loss'])} | "
                 f"{_fmt(w['acc@5'], True)} | {_fmt(b['acc@5'], True)} | {_fmt(b['acc@5'] - w['acc@5'], True)} | "
                 f"{_fmt(m['acc@5'], True)} | {_fmt(m['acc@5'] - w['acc@5'], True)} | {_fmt(w['acc@1'], True)} |"
             )
         detection = result["object_detection"]
         if detection:
             ks = [key for key in next(iter(detection.values())) if key.startswith("precision@")]
-            lines += ["", "Prompt-based object detection (precision of the top-k words against the image's objects, %):",
+            lines += ["", "Prompt-based object detection (precision of the top-k words against the objects, %):",
                       "", "| prompt | " + " | ".join(ks) + " |", "|---|" + "---|" * len(ks)]
             for prompt, row in detection.items():
                 lines.append(f"| {prompt} | " + " | ".join(_fmt(row[k], True) for k in ks) + " |")

@@ -56,7 +56,7 @@ class RetrievalArguments:
 
     checkpoint: str = field(default=None, metadata={"help": "Pre-training checkpoint folder (model + processor)."})
     output_dir: str = field(default="outputs/retrieval")
-    rerank_k: int = field(default=16, metadata={"help": "Re-rank this many ITC candidates per query with ITM (0 = off)."})
+    rerank_k: int = field(default=16, metadata={"help": "Re-rank this many ITC candidates with ITM (0 = off)."})
     image_id_column: str | None = field(
         default=None, metadata={"help": "Rows sharing this id are one image with several captions (COCO style)."}
     )
@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
     result_itc = recalls(t2i, i2t, text_image, len(image_rows))
     result_itm = None
     if model.itm_head is None or args.rerank_k == 0:
-        logger.warning("no ITM re-ranking (%s)", "the checkpoint has no ITM head" if model.itm_head is None else "rerank_k 0")
+        reason = "the checkpoint has no ITM head" if model.itm_head is None else "rerank_k 0"
+        logger.warning("no ITM re-ranking (%s)", reason)
     else:
         k_t2i, k_i2t = min(args.rerank_k, len(image_rows)), min(args.rerank_k, len(texts))
         t2i_itm = rerank_top_k(similarity, k_t2i, itm_scores_of_top_k(
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> dict:
         json.dump(result, handle, indent=2)
     lines = [f"# Image-text retrieval: `{args.checkpoint}`", "",
              f"{len(image_rows)} images, {len(texts)} captions ({eval_data['source']}, split `{eval_data['split']}`).",
-             "", "| scores | image→text R@1 | R@5 | R@10 | text→image R@1 | R@5 | R@10 |", "|---|---|---|---|---|---|---|"]
+             "", "| scores | image→text R@1 | R@5 | R@10 | text→image R@1 | R@5 | R@10 |",
+             "|---|---|---|---|---|---|---|"]
     for name, res in (("ITC", result_itc), (f"ITC + ITM re-rank top {args.rerank_k}", result_itm)):
         if res is not None:
             cells = [f"{100 * res[d][f'R@{k}']:.1f}" for d in ("image_to_text", "text_to_image") for k in KS]

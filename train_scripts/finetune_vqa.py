@@ -67,7 +67,7 @@ class VQAArguments:
     """Checkpoint, data and the fractions / seeds to run."""
 
     checkpoint: str = field(default=None, metadata={"help": "Pre-training checkpoint folder (model + processor)."})
-    dataset_name: str | None = field(default=None, metadata={"help": "Hub VQA data set (VQAv2 format); default easy-VQA."})
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub VQA data set (VQAv2 format)."})
     dataset_config_name: str | None = field(default=None)
     data_dir: str | None = field(default=None, metadata={"help": "Folder with <split>.jsonl and the images."})
     train_split: str = field(default="train")
@@ -76,11 +76,11 @@ class VQAArguments:
     question_column: str = field(default="question")
     answers_column: str = field(default="answers")
     question_type_column: str | None = field(
-        default=None, metadata={"help": "Column of the reported groups (default answer_type / question_type if present)."}
+        default=None, metadata={"help": "Column of the reported groups (default answer_type / question_type)."}
     )
     train_fraction: list[float] = field(default_factory=lambda: [1.0], metadata={"help": "e.g. 0.1 0.2 0.5 1.0"})
-    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Training seeds (mean and spread over them)."})
-    subset_seed: int = field(default=0, metadata={"help": "Seed of the training subsets (fixed across training seeds)."})
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Training seeds (mean and spread)."})
+    subset_seed: int = field(default=0, metadata={"help": "Seed of the training subsets (same for every seed)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Training pool before the fractions."})
     max_test_samples: int | None = field(default=None, metadata={"help": "Score only this many test questions."})
     max_answers: int | None = field(default=None, metadata={"help": "Answer vocabulary size (VQAv2: 3129)."})
@@ -131,7 +131,8 @@ class VQACollator:
         self.max_length = max_length
 
     def __call__(self, features: list) -> dict:
-        images = [load_image(f["image"], f"question {f.get('index', i)} (field 'image')") for i, f in enumerate(features)]
+        images = [load_image(f["image"], f"question {f.get('index', i)} (field 'image')")
+                  for i, f in enumerate(features)]
         batch = self.processor(images=images, text=[f["question"] for f in features], max_length=self.max_length)
         labels = [f["labels"] for f in features]
         soft = isinstance(labels[0], (list, tuple))
@@ -143,11 +144,11 @@ def load_splits(args: VQAArguments):
     """(train, test) in the common VQA columns (see `easy_vqa_data`)."""
     columns = dict(image_column=args.image_column, question_column=args.question_column,
                    answers_column=args.answers_column, question_type_column=args.question_type_column)
-    if args.dataset_name or args.data_dir:
-        load = lambda split: load_vqa_dataset(args.dataset_name, args.dataset_config_name, args.data_dir, split,
-                                              **columns)
-    else:
-        load = load_easy_vqa
+    def load(split):
+        if args.dataset_name or args.data_dir:
+            return load_vqa_dataset(args.dataset_name, args.dataset_config_name, args.data_dir, split, **columns)
+        return load_easy_vqa(split)
+
     train, test = load(args.train_split), load(args.test_split)
     if args.max_train_samples is not None:
         train = train.shuffle(seed=args.subset_seed).select(range(min(args.max_train_samples, len(train))))
@@ -176,8 +177,8 @@ def train_and_score(args: VQAArguments, training_args: VQATrainingArguments, pro
                     fraction: float, seed: int, metric) -> dict:
     """One run: fine-tune on the first `fraction` of the (shuffled) training pool, score on the test set."""
     subset = train.select(range(max(1, round(fraction * len(train)))))
-    run_args = VQATrainingArguments(**{**training_args.to_dict(), "seed": seed,
-                                       "output_dir": os.path.join(training_args.output_dir, f"runs/f{fraction}-s{seed}")})
+    run_dir = os.path.join(training_args.output_dir, f"runs/f{fraction}-s{seed}")
+    run_args = VQATrainingArguments(**{**training_args.to_dict(), "seed": seed, "output_dir": run_dir})
     set_seed(seed)
     model = AutoModelForVisualQuestionAnswering.from_pretrained(
         args.checkpoint, num_labels=len(labels), id2label=dict(enumerate(labels)),
@@ -216,7 +217,8 @@ def markdown_report(results: dict) -> str:
     lines = [f"# VQA fine-tuning: {results['dataset']['name']}", "",
              f"Checkpoint `{results['checkpoint']}`; test questions: {results['dataset']['test_size']}; "
              f"seeds {results['settings']['seeds']}; OOV: {100 * results['oov']['token_rate']:.1f}% of question "
-             f"word-pieces are {results['oov']['unk_token']} ({100 * results['oov']['question_rate']:.1f}% of questions).",
+             f"word-pieces are {results['oov']['unk_token']} "
+             f"({100 * results['oov']['question_rate']:.1f}% of questions).",
              "", "| train fraction | examples | accuracy % | " + " | ".join(types) + " |",
              "|---|---|---|" + "---|" * len(types)]
     for fraction, row in summary.items():
@@ -272,12 +274,13 @@ def main(argv: list[str] | None = None) -> dict:
               f"mean of {row['accuracy']['n']} seeds)") for fraction, row in summary.items()],
             args.test_split)],
     }
-    os.makedirs(training_args.output_dir, exist_ok=True)
-    with open(os.path.join(training_args.output_dir, "vqa_results.json"), "w") as handle:
-        json.dump(results, handle, indent=2)
-    with open(os.path.join(training_args.output_dir, "vqa_results.md"), "w") as handle:
-        handle.write(markdown_report(results))
-    logger.info("wrote %s", os.path.join(training_args.output_dir, "vqa_results.json"))
+    if training_args.process_index == 0:  # one writer under `accelerate launch` (predictions are gathered)
+        os.makedirs(training_args.output_dir, exist_ok=True)
+        with open(os.path.join(training_args.output_dir, "vqa_results.json"), "w") as handle:
+            json.dump(results, handle, indent=2)
+        with open(os.path.join(training_args.output_dir, "vqa_results.md"), "w") as handle:
+            handle.write(markdown_report(results))
+        logger.info("wrote %s", os.path.join(training_args.output_dir, "vqa_results.json"))
     return results
 
 

@@ -46,7 +46,7 @@ class VQAAccuracy(evaluate.Metric):
         for index, (predicted, reference) in enumerate(zip(predictions, references)):
             if isinstance(reference, (list, tuple)):
                 if not 0 <= predicted < len(reference):
-                    raise ValueError(f"question {index}: predicted answer id {predicted} outside 0..{len(reference) - 1}")
+                    raise ValueError(f"question {index}: predicted id {predicted} outside 0..{len(reference) - 1}")
                 scores.append(float(reference[predicted]))
             else:
                 scores.append(float(predicted == reference))
