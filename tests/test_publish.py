@@ -15,7 +15,8 @@ from isolation import run_isolated
 from maskvl_processing import MaskVLImageProcessor, MaskVLProcessor, train_wordpiece_tokenizer
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
 from model_card import write_model_card
-from modeling_maskvl import MaskVLConfig, MaskVLForMaskedLM, MaskVLForPreTraining, MaskVLModel
+from modeling_maskvl import (MaskVLConfig, MaskVLForMaskedLM, MaskVLForPreTraining, MaskVLForQuestionAnswering,
+                             MaskVLModel)
 
 SUMMARY = {"preset": "maskvlm-tiny", "dataset": "synthetic_scenes", "text_masking": {"name": "objects"},
            "image_masking": {"name": "block"}, "joint_masking": {"name": "maskvlm"}, "max_steps": 40,
@@ -114,8 +115,9 @@ def test_dry_run_folder_works_without_the_package(checkpoint, tmp_path):
     """The Done-when check: staged folder -> AutoModel, AutoProcessor, pipeline(model=folder) and the card's
     three-line snippet in a process that cannot import maskvl, with the installed package's outputs."""
     out = tmp_path / "maskvlm-objects-hub"
+    # publish's own package-free load check is tested on the VQA checkpoint; here the test does it itself
     assert publish.main(["--checkpoint", str(checkpoint), "--repo_id", "someone/maskvlm-objects",
-                         "--dry_run", str(out)]) == out
+                         "--dry_run", str(out), "--skip_load_check"]) == out
     staged = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     code = {p.name for p in checkpoint.glob("*.py")}
     assert {"modeling_maskvl.py", "configuration_maskvl.py", "processing_maskvl.py"} <= code
@@ -244,3 +246,29 @@ def test_pretraining_output_publishes_with_its_real_metrics(tmp_path):
     text = (out / "README.md").read_text()
     assert "someone/tiny-run" in text and str(tmp_path) not in text
     assert not (out / "training_args.bin").exists() and not (out / "trainer_state.json").exists()
+
+
+@pytest.mark.slow
+def test_vqa_checkpoint_publishes_its_vqa_pipeline_through_the_load_check(checkpoint, tmp_path, monkeypatch):
+    """A fine-tuned QA checkpoint: only the VQA pipeline is saved, and publish's package-free load check (on by
+    default) loads the QA architecture, the processor and that pipeline from the staged folder."""
+    folder = tmp_path / "maskvl-vqa"
+    shutil.copytree(checkpoint, folder, ignore=shutil.ignore_patterns("model.safetensors", "config.json"))
+    answers = ["red", "blue", "circle"]
+    config = MaskVLConfig.from_pretrained(checkpoint, num_labels=3, id2label=dict(enumerate(answers)),
+                                          label2id={a: i for i, a in enumerate(answers)})
+    MaskVLForQuestionAnswering(config).save_pretrained(folder)
+    calls = []
+    real_check = publish.check_loads_without_package
+
+    def recorded_check(staging, tasks):
+        calls.append(tasks)
+        return real_check(staging, tasks)
+
+    monkeypatch.setattr(publish, "check_loads_without_package", recorded_check)
+    out = publish.main(["--checkpoint", str(folder), "--repo_id", "someone/maskvl-vqa", "--dry_run",
+                        str(tmp_path / "hub")])
+    assert calls == [["visual-question-answering"]]  # the check ran, and passed
+    assert list(json.loads((out / "config.json").read_text())["custom_pipelines"]) == ["visual-question-answering"]
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: visual-question-answering" in card and "question='How many cats are there?'" in card

@@ -366,13 +366,16 @@ _ISOLATED_LOAD = textwrap.dedent("""
     config = json.load(open(folder + "/config.json"))
     for name in {auto_classes!r}:
         attempt(name, lambda: get_class_from_dynamic_module(config["auto_map"][name], folder))
-    def load_pretraining():
-        model, info = transformers.AutoModelForPreTraining.from_pretrained(folder, trust_remote_code=True,
-                                                                          output_loading_info=True)
-        if info["missing_keys"] or info["unexpected_keys"]:
-            raise ValueError("weights do not fit the config: missing " + str(sorted(info["missing_keys"])[:5])
-                             + ", unexpected " + str(sorted(info["unexpected_keys"])[:5]))
-    attempt("model.safetensors", load_pretraining)
+    def load_saved_architecture():
+        architecture = (config.get("architectures") or ["MaskVLForPreTraining"])[0]
+        auto = next(name for name, target in config["auto_map"].items() if target.endswith("." + architecture))
+        model, info = getattr(transformers, auto).from_pretrained(folder, trust_remote_code=True,
+                                                                 output_loading_info=True, ignore_mismatched_sizes=True)
+        wrong = {{kind: sorted(str(k) for k in info.get(kind, ()))[:5]
+                 for kind in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(kind)}}
+        if wrong:
+            raise ValueError(architecture + ": the weights do not fit config.json: " + str(wrong))
+    attempt("model.safetensors", load_saved_architecture)
     attempt("AutoProcessor", lambda: transformers.AutoProcessor.from_pretrained(folder, trust_remote_code=True))
     for task in {tasks!r}:
         attempt("pipeline " + task, lambda: transformers.pipeline(task, model=folder, trust_remote_code=True))
