@@ -6,17 +6,17 @@ import os
 import tarfile
 from pathlib import Path
 
+import pretrain
 import pytest
 import torch
 import yaml
-
-import pretrain
 from isolation import run_isolated
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
 from maskvl_trainer import MaskVLPreTrainer
 from pretrain_args import DataArguments, MaskingArguments, ModelArguments, PretrainingArguments, parse_args
-from modeling_maskvl import MaskVLConfig
 from transformers import TrainerCallback
+
+from modeling_maskvl import MaskVLConfig
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -62,7 +62,7 @@ def test_arguments_from_yaml_and_json_files_with_command_line_overrides(tmp_path
 
 
 def test_defaults_are_the_tiny_cpu_run():
-    model, data, masking, training = parse_args(argv=[])
+    model, _, _, training = parse_args(argv=[])
     assert model.preset == "maskvlm-tiny" and training.output_dir == "outputs/pretrain"
     assert training.remove_unused_columns is False and training.max_steps > 0
     assert isinstance(training, PretrainingArguments)

@@ -25,10 +25,9 @@ import math
 
 import numpy as np
 import torch
+from maskvl_processing import MaskVLDataError
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, Trainer, TrainerCallback
-
-from maskvl_processing import MaskVLDataError
 
 LOSS_PARTS = ("mlm", "mim", "itc", "itm")
 # Sums kept per logging / evaluation window: (value sum, count) for each loss part, then counters.

@@ -38,9 +38,6 @@ from dataclasses import asdict
 
 import datasets
 import transformers
-from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
-
 from maskvl_processing import (
     CaptionTagger,
     MaskVLDataCollator,
@@ -51,8 +48,11 @@ from maskvl_processing import (
 )
 from maskvl_processing.pretraining_data import load_image_text_dataset, train_eval_split
 from maskvl_trainer import ExampleSeededMasking, MaskVLPreTrainer, most_frequent_masked_token
-from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining
 from pretrain_args import parse_args
+from transformers import set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining
 
 logger = logging.getLogger("pretrain")
 
@@ -186,7 +186,7 @@ def resolve_checkpoint(value: str | None, output_dir: str) -> str | None:
         return None
     if str(value).lower() in ("auto", "latest", "true", "yes"):
         last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-        logger.info("Resuming from %s", last if last else "scratch (no checkpoint in %s)" % output_dir)
+        logger.info("Resuming from %s", last if last else f"scratch (no checkpoint in {output_dir})")
         return last
     if not os.path.isdir(value):
         raise FileNotFoundError(f"--resume_from_checkpoint {value!r} is not a checkpoint folder")
@@ -242,7 +242,7 @@ def main(argv=None) -> MaskVLPreTrainer:
 
     # 2. data, tokenizer, tagging
     config = build_config(model_args)
-    image_size, patch_size = config.vision_config.image_size, config.vision_config.patch_size
+    image_size = config.vision_config.image_size
     with training_args.main_process_first(desc="loading data"):
         raw = load_raw_splits(data_args, image_size, data_seed)
     tokenizer = build_tokenizer(model_args, raw["train"], training_args, checkpoint)

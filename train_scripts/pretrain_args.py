@@ -18,9 +18,8 @@ from dataclasses import dataclass, field, fields
 
 import torch
 import yaml
-from transformers import HfArgumentParser, TrainingArguments
-
 from maskvl_processing import IMAGE_MASKING_POLICIES, JOINT_MASKING_POLICIES, TEXT_MASKING_POLICIES
+from transformers import HfArgumentParser, TrainingArguments
 
 TAGGER_BACKENDS = ("auto", "dataset", "pattern", "spacy")
 WORD_CLASS_POLICIES = ("stop_words", "content_words", "objects", "attributes", "relationships", "top_concrete")
