@@ -98,6 +98,16 @@ def test_each_problem_names_its_file(checkpoint, tmp_path, change, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_token_in_any_staged_file_stops_the_publication(checkpoint, tmp_path):
+    token = "hf_" + "Tk9" * 12
+    folder = broken_copy(checkpoint, tmp_path, lambda f: edit_json(f / "training_summary.json",
+                                                                  lambda s: s.update(hub_token=token)))
+    with pytest.raises(publish.CheckpointError, match=r"training_summary\.json: .*token") as error:
+        publish.main(["--checkpoint", str(folder), "--repo_id", "someone/m", "--dry_run", str(tmp_path / "out")])
+    assert token not in str(error.value)
+    assert not (tmp_path / "out").exists()  # nothing half-staged is left behind
+
+
 def test_bad_arguments_are_refused(checkpoint, tmp_path):
     with pytest.raises(ValueError, match="OWNER/NAME"):
         publish.main(["--checkpoint", str(checkpoint), "--repo_id", "no-owner", "--dry_run", str(tmp_path / "o")])

@@ -181,7 +181,10 @@ def render_model_card(checkpoint_dir: str | os.PathLike, training_summary: dict,
             "compare predictions with and without the image (`image-fill-mask` with `compare_blank_image=True`) "
             "to see how much a prediction depends on the image."),
     )
-    check_no_machine_details(str(card), extra=[str(checkpoint_dir.resolve())])
+    try:
+        check_no_machine_details(str(card), extra=[str(checkpoint_dir.resolve())])
+    except ValueError as error:
+        raise ValueError(f"Model card of {checkpoint_dir.name}: {error}") from None
     return card
 
 
@@ -340,8 +343,9 @@ def scrub_summary(summary: dict) -> dict:
     return scrub(dict(summary))
 
 
-def check_no_machine_details(text: str, extra: list[str] | None = None) -> None:
-    """Raise ``ValueError`` if ``text`` holds a local path, the user name or a Hub token."""
+def check_no_machine_details(text: str, extra: list[str] | None = None, user_name: bool = True) -> None:
+    """Raise ``ValueError`` if ``text`` holds a local path, the user name (unless ``user_name=False``) or a Hub
+    token. ``extra``: further local paths to look for."""
     home = str(Path.home())
     cwd = os.getcwd()
     needles = {"home directory": home, "working directory": cwd}
@@ -349,14 +353,14 @@ def check_no_machine_details(text: str, extra: list[str] | None = None) -> None:
         needles[f"local path #{i}"] = item
     for what, needle in needles.items():
         if needle and needle not in ("/", ".") and needle in text:
-            raise ValueError(f"The model card contains the {what} ({needle!r}); refusing to publish it.")
-    user = _user_name()
+            raise ValueError(f"Contains the {what} ({needle!r}); refusing to publish it.")
+    user = _user_name() if user_name else None
     if user and len(user) > 2 and user not in ("root", "user") and re.search(rf"\b{re.escape(user)}\b", text):
-        raise ValueError(f"The model card contains the local user name {user!r}; refusing to publish it.")
+        raise ValueError(f"Contains the local user name {user!r}; refusing to publish it.")
     if _TOKEN.search(text):
-        raise ValueError("The model card contains something that looks like a Hugging Face token; refusing.")
+        raise ValueError("Contains something that looks like a Hugging Face token; refusing to publish it.")
     for match in re.finditer(r"(?<![\w.:/])(/(?:home|Users|tmp|root|work|mnt|data|scratch|var)/[^\s)`'\"]*)", text):
-        raise ValueError(f"The model card contains a local path ({match.group(1)!r}); refusing to publish it.")
+        raise ValueError(f"Contains a local path ({match.group(1)!r}); refusing to publish it.")
 
 
 def count_parameters(checkpoint_dir: Path) -> int | None:

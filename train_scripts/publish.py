@@ -133,8 +133,8 @@ def check_staged_text(staging: Path) -> list[str]:
     problems = []
     for path in sorted(staging.rglob("*")):
         if path.is_file() and path.suffix in (".json", ".md", ".py", ".txt", ".yaml"):
-            try:
-                check_no_machine_details(path.read_text(encoding="utf-8"))
+            try:  # the code files are the package's own: a user name there is a word of the code, not a leak
+                check_no_machine_details(path.read_text(encoding="utf-8"), user_name=path.suffix != ".py")
             except ValueError as error:
                 problems.append(f"{path.relative_to(staging)}: {error}")
     return problems
@@ -175,21 +175,23 @@ def publish(args: PublishArguments) -> Path | str:
     problems = validate_checkpoint(checkpoint)
     if problems:
         raise CheckpointError(_problem_list(checkpoint, problems))
+    dry_run = Path(args.dry_run) if args.dry_run is not None else None
+    if dry_run is not None and dry_run.exists() and any(dry_run.iterdir()):
+        raise FileExistsError(f"--dry_run folder {dry_run} is not empty; choose a new folder.")
     with tempfile.TemporaryDirectory(prefix="maskvl-publish-") as tmp:
-        staging = Path(args.dry_run) if args.dry_run is not None else Path(tmp) / args.repo_id.split("/")[1]
-        if staging.exists() and any(staging.iterdir()):
-            raise FileExistsError(f"--dry_run folder {staging} is not empty; choose a new folder.")
-        staging.mkdir(parents=True, exist_ok=True)
+        staging = Path(tmp) / args.repo_id.split("/")[1]
+        staging.mkdir()
         stage_folder(checkpoint, staging, args)
         problems = check_staged_text(staging)
-        if not args.skip_load_check:
+        if not problems and not args.skip_load_check:
             tasks = list(json.loads((staging / "config.json").read_text())["custom_pipelines"])
-            problems += check_loads_without_package(staging, tasks)
+            problems = check_loads_without_package(staging, tasks)
         if problems:
             raise CheckpointError(_problem_list(checkpoint, problems))
-        if args.dry_run is not None:
-            return staging
-        return upload(staging, args)
+        if dry_run is None:
+            return upload(staging, args)
+        shutil.copytree(staging, dry_run, dirs_exist_ok=True)  # only a folder that passed every check
+        return dry_run
 
 
 def main(argv: list[str] | None = None) -> Path | str:
