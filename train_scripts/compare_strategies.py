@@ -261,7 +261,7 @@ def plot_figures(necessity: dict, vqa: dict, strategies: list[str], figures_dir:
         ax.set_xscale("log")
         ax.set_xlabel("fraction of easy-VQA training questions")
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title("easy-VQA accuracy by pre-training strategy (mean ± std over seeds)")
+        ax.set_title("easy-VQA test accuracy (mean ± std over seeds)")
         ax.legend(fontsize=7)
         fig.tight_layout()
         paths["vqa"] = os.path.join(figures_dir, "strategy_vqa_fractions.png")
