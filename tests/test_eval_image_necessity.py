@@ -165,3 +165,9 @@ def test_pretraining_policy_is_read_from_training_args(tmp_path):
     (tmp_path / "training_args.json").write_text(json.dumps({"text_masking": "objects", "joint_masking": None}))
     assert necessity.pretraining_policy(str(tmp_path)) == "objects"
     assert necessity.pretraining_policy(str(tmp_path / "elsewhere")) is None
+
+
+def test_checkpoint_flag_may_be_repeated():
+    merged = necessity.merge_repeated_flag(["--checkpoint", "a", "--eval_size", "8", "--checkpoint", "b", "c"])
+    assert merged == ["--eval_size", "8", "--checkpoint", "a", "b", "c"]
+    assert necessity.merge_repeated_flag(["config.yaml", "--eval_size", "8"]) == ["config.yaml", "--eval_size", "8"]

@@ -67,6 +67,7 @@ import json
 import logging
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -136,7 +137,7 @@ class ImageNecessityArguments:
     """What to evaluate and how."""
 
     checkpoint: list[str] = field(
-        default_factory=list, metadata={"help": "One or more checkpoint folders: --checkpoint A B C."}
+        default_factory=list, metadata={"help": "Checkpoint folders: --checkpoint A B C (or the flag repeated)."}
     )
     output_dir: str = field(default="outputs/image_necessity", metadata={"help": "Where the outputs go."})
     checkpoint_names: list[str] | None = field(
@@ -467,7 +468,23 @@ def run(args: ImageNecessityArguments, data_args: DataArguments) -> dict:
     return report
 
 
+def merge_repeated_flag(argv: list[str], flag: str = "--checkpoint") -> list[str]:
+    """`--checkpoint A --checkpoint B C` -> `--checkpoint A B C` (argparse would keep only the last)."""
+    values, rest, index = [], [], 0
+    while index < len(argv):
+        if argv[index] == flag:
+            index += 1
+            while index < len(argv) and not argv[index].startswith("--"):
+                values.append(argv[index])
+                index += 1
+        else:
+            rest.append(argv[index])
+            index += 1
+    return rest + [flag, *values] if values else rest
+
+
 def main(argv: list[str] | None = None) -> dict:
+    argv = merge_repeated_flag(list(sys.argv[1:] if argv is None else argv))
     args, data_args = parse_args((ImageNecessityArguments, DataArguments), argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     report = run(args, data_args)
