@@ -119,6 +119,7 @@ class VQATrainingArguments(TrainingArguments):
     lr_scheduler_type: str = field(default="linear")
     logging_steps: float = field(default=50)
     save_strategy: str = field(default="no")
+    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin memory (only useful with a GPU)."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep `image` / `question` for the collator."})
     report_to: None | str | list[str] = field(default="none")
 
