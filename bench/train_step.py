@@ -1,0 +1,307 @@
+"""Training-step benchmark: MaskVL presets against transformers' FLAVA and ViLT at matched size.
+
+Measures forward + backward + optimizer step (fused AdamW) of ``MaskVLForPreTraining`` with each preset,
+``FlavaForPreTraining`` and ``ViltForMaskedLM``, all built at the same width, depth, heads, image size, patch
+size, text length, batch size and vocabulary (see ``bench_setup.py``), all in this one process, in
+interleaved rounds. Reports samples/s (median and spread over rounds), per-round paired ratios to FLAVA and
+ViLT, the FLOP-normalised ratio to ViLT (achieved FLOP/s ratio: the architectures differ), matmul FLOPs per
+step and peak memory. Then the scaling curves: step time as the number of image patches and the text length
+grow, against the cost predicted by the counted FLOPs.
+
+Usage (from the repository root; the default run takes about 5 minutes on a quiet 2-core CPU):
+
+    python bench/train_step.py
+    python bench/train_step.py --output_json bench/results/train_step.json --plot bench/results/scaling.png
+    python bench/train_step.py --models maskvlm flava vilt --rounds 5 --no_scaling
+    python bench/train_step.py bench/configs/reference.yaml          # arguments from a YAML / JSON file
+    python bench/train_step.py --hidden_size 128 --num_layers 2 --batch_size 8 --rounds 2 \\
+        --scaling_image_sizes 32 64 --scaling_text_lengths 16 32     # a quick smoke run
+
+Arguments: ``BenchSize`` (sizes shared by every model) and ``TrainStepBenchArguments`` below.
+"""
+
+import math
+import statistics
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_measure import (count_flops, describe_machine, interleaved_times, load_average, machine_info,  # noqa: E402
+                           markdown_table, paired_ratio, peak_step_memory, resolve_device, summarize, write_json)
+from bench_setup import (ALL_MODELS, BenchSize, build_step, caption_data, num_parameters,  # noqa: E402
+                         random_token_data)
+
+TARGET_FLAVA_SPEEDUP = 1.5  # maskvlm samples/s over FLAVA's, matched size
+
+
+@dataclass
+class TrainStepBenchArguments:
+    models: list[str] = field(default_factory=lambda: list(ALL_MODELS),
+                              metadata={"help": f"Models to compare, from {', '.join(ALL_MODELS)}."})
+    rounds: int = field(default=7, metadata={"help": "Quiet rounds wanted (each runs every model once)."})
+    steps_per_round: int = field(default=1, metadata={"help": "Training steps of each model per round."})
+    warmup: int = field(default=2, metadata={"help": "Untimed steps of each model before timing."})
+    time_budget: float = field(default=150.0, metadata={
+        "help": "Seconds after which no new round starts once `rounds` rounds ran, quiet or not."})
+    quiet_load: float = field(default=0.25, metadata={
+        "help": "A round is quiet when other processes used at most this many cores during each measurement."})
+    num_examples: int = field(default=256, metadata={"help": "Synthetic image-caption pairs to batch from."})
+    num_batches: int = field(default=4, metadata={"help": "Distinct batches (fresh masks) each model cycles through."})
+    scaling: bool = field(default=True, metadata={"help": "Also run the scaling curves."})
+    scaling_models: list[str] = field(default_factory=lambda: ["maskvlm", "vilt"],
+                                      metadata={"help": "Models of the scaling curves."})
+    scaling_image_sizes: list[int] = field(default_factory=lambda: [32, 64, 96, 128],
+                                           metadata={"help": "Image sides of the patch-count curve (text fixed)."})
+    scaling_text_lengths: list[int] = field(default_factory=lambda: [16, 32, 64, 128],
+                                            metadata={"help": "Text lengths of the text curve (image fixed)."})
+    scaling_rounds: int = field(default=3, metadata={"help": "Quiet rounds wanted per scaling curve."})
+    scaling_time_budget: float = field(default=75.0, metadata={"help": "Like --time_budget, per scaling curve."})
+    device: str = field(default="cpu", metadata={"help": "cpu (fp32; what we report) or cuda (bf16 autocast)."})
+    threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's choice)."})
+    seed: int = field(default=0)
+    output_json: str | None = field(default=None, metadata={"help": "Write every number measured here."})
+    plot: str | None = field(default=None, metadata={"help": "Save the scaling curves as a PNG here."})
+
+    def __post_init__(self):
+        unknown = [m for m in self.models + self.scaling_models if m not in ALL_MODELS]
+        if unknown:
+            raise ValueError(f"unknown models {unknown}; choose from {list(ALL_MODELS)}")
+        if not self.models:
+            raise ValueError("--models is empty")
+        for name in ("rounds", "steps_per_round", "num_batches", "scaling_rounds", "num_examples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise ValueError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {self.threads}")
+
+
+def _fmt(x: float, digits: int = 1) -> str:
+    return f"{x:.{digits}f}"
+
+
+def measure_flops(step) -> float:
+    """Mean matmul FLOPs of one training step over the model's batches (masks change the row subsets)."""
+    counts = []
+    for batch in step.batches:
+        counts.append(count_flops(lambda: step.forward_backward(batch)))
+        step.optimizer.zero_grad(set_to_none=True)
+    return statistics.mean(counts)
+
+
+# ------------------------------------------------------------------------------------------ comparison
+def compare(size: BenchSize, args: TrainStepBenchArguments, data) -> dict:
+    steps = {name: build_step(name, size, data, args.num_batches, args.seed, args.device) for name in args.models}
+    timings = interleaved_times(steps, args.rounds, args.steps_per_round, args.warmup, args.device,
+                                desc="train step", quiet_load=args.quiet_load, time_budget=args.time_budget)
+    rounds, rounds_note = timings.selected_rounds(min_quiet=3)
+    results = {}
+    for name, step in steps.items():
+        results[name] = {
+            "parameters": num_parameters(step.model),
+            "flops_per_step": measure_flops(step),
+            "memory": peak_step_memory(step, args.device),
+            "samples_per_s": summarize(timings.select(name, rounds), size.batch_size),
+            "seconds_all_rounds": timings.seconds[name],
+        }
+    for name in steps:
+        res = results[name]
+        for ref in ("flava", "vilt"):
+            if ref in steps:
+                res[f"vs_{ref}"] = paired_ratio(timings.select(name, rounds), timings.select(ref, rounds))
+        if "vilt" in steps:  # achieved FLOP/s ratio: speed ratio x (FLOPs per sample ratio)
+            flop_ratio = res["flops_per_step"] / results["vilt"]["flops_per_step"]
+            res["vs_vilt_flop_normalised"] = {k: v * flop_ratio for k, v in res["vs_vilt"].items()}
+        res["achieved_flops_per_s"] = res["flops_per_step"] / res["samples_per_s"]["median_seconds"]
+    return {"models": results, "rounds_used": rounds, "rounds_note": rounds_note, "rounds_run": timings.rounds,
+            "max_foreign_load": timings.max_foreign_load(rounds),
+            "foreign_load_all_rounds": timings.round_foreign_load}
+
+
+def comparison_table(report: dict, size: BenchSize) -> str:
+    headers = ["model", "params (M)", "GFLOP/step", "samples/s (median)", "spread min–max [IQR]",
+               "vs FLAVA", "vs ViLT", "vs ViLT per FLOP", "GFLOP/s", "peak memory (MB)"]
+    rows = []
+    for name, res in report["models"].items():
+        sps = res["samples_per_s"]
+
+        def ratio(key):
+            r = res.get(key)
+            return f"{r['median']:.2f}× ({r['min']:.2f}–{r['max']:.2f})" if r else "–"
+
+        rows.append([name, _fmt(res["parameters"] / 1e6, 2), _fmt(res["flops_per_step"] / 1e9),
+                     _fmt(sps["median"]), f"{sps['min']:.1f}–{sps['max']:.1f} [{sps['q1']:.1f}–{sps['q3']:.1f}]",
+                     ratio("vs_flava"), ratio("vs_vilt"), ratio("vs_vilt_flop_normalised"),
+                     _fmt(res["achieved_flops_per_s"] / 1e9), _fmt(res["memory"]["peak"] / 2**20, 0)])
+    return markdown_table(headers, rows)
+
+
+def target_lines(report: dict) -> list[str]:
+    models, lines = report["models"], []
+    if "maskvlm" in models and "flava" in models:
+        r = models["maskvlm"]["vs_flava"]
+        verdict = "MET" if r["median"] >= TARGET_FLAVA_SPEEDUP else "MISSED"
+        flops = models["maskvlm"]["flops_per_step"] / models["flava"]["flops_per_step"]
+        lines.append(f"- maskvlm ≥ {TARGET_FLAVA_SPEEDUP}× FLAVA samples/s: {verdict} ({r['median']:.2f}×, rounds "
+                     f"{r['min']:.2f}–{r['max']:.2f}; maskvlm counts {flops:.2f}× FLAVA's FLOPs per step, so equal "
+                     f"efficiency would give {1 / flops:.2f}×)")
+    if "vilt" in models:
+        for name, res in models.items():
+            if name in ("vilt", "flava"):
+                continue
+            r = res["vs_vilt_flop_normalised"]
+            verdict = "MET" if r["median"] >= 1.0 else "MISSED"
+            lines.append(f"- {name} ≥ ViLT samples/s per unit of compute: {verdict} ({r['median']:.2f}× per FLOP, "
+                         f"rounds {r['min']:.2f}–{r['max']:.2f}; raw speed {res['vs_vilt']['median']:.2f}×)")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------- scaling
+def scaling_curve(model: str, axis: str, values: list[int], size: BenchSize, args, base_data) -> dict:
+    """Step time of ``model`` as one size grows (``axis`` "image_size" or "text_length")."""
+    steps, sizes = {}, {}
+    for value in values:
+        point = replace(size, **{axis: value})
+        data = random_token_data(point, max(point.batch_size, 2 * point.batch_size), args.seed, base_data)
+        label = f"{model}@{axis}={value}"
+        steps[label] = build_step(model, point, data, 2, args.seed, args.device)
+        sizes[label] = point
+    timings = interleaved_times(steps, args.scaling_rounds, 1, 1, args.device, desc=f"scaling {model} {axis}",
+                                quiet_load=args.quiet_load, time_budget=args.scaling_time_budget,
+                                max_rounds=2 * args.scaling_rounds)
+    rounds, note = timings.selected_rounds(min_quiet=2)
+    points = []
+    for label, step in steps.items():
+        point, seconds = sizes[label], timings.select(label, rounds)
+        points.append({"image_size": point.image_size, "patches": point.num_patches, "text_length": point.text_length,
+                       "tokens": point.num_patches + 1 + point.text_length,
+                       "seconds_median": statistics.median(seconds), "seconds_min": min(seconds),
+                       "seconds_max": max(seconds), "flops_per_step": measure_flops(step)})
+    return {"model": model, "axis": axis, "points": points, "rounds_note": note}
+
+
+def _slope(xs, ys) -> float:
+    """Least-squares slope of log y against log x."""
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = statistics.mean(lx), statistics.mean(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+
+
+def scaling_verdict(curve: dict) -> str:
+    """Does step time follow the counted FLOPs? Compares the growth of time and of FLOPs along the curve."""
+    pts = curve["points"]
+    key = "patches" if curve["axis"] == "image_size" else "text_length"
+    xs = [p[key] for p in pts]
+    time_slope = _slope(xs, [p["seconds_median"] for p in pts])
+    flop_slope = _slope(xs, [p["flops_per_step"] for p in pts])
+    rates = [p["flops_per_step"] / p["seconds_median"] for p in pts]
+    spread = max(rates) / min(rates)
+    growth = pts[-1]["seconds_median"] / pts[0]["seconds_median"]
+    flop_growth = pts[-1]["flops_per_step"] / pts[0]["flops_per_step"]
+    follows = spread <= 1.35
+    return (f"{curve['model']}, {key} {xs[0]}→{xs[-1]}: time ×{growth:.2f} vs FLOPs ×{flop_growth:.2f}; "
+            f"log-log slope time {time_slope:.2f}, FLOPs {flop_slope:.2f}; achieved GFLOP/s "
+            f"{min(rates) / 1e9:.0f}–{max(rates) / 1e9:.0f} → "
+            + ("follows the FLOP count (achieved rate within ±35%)" if follows else
+               "does NOT follow the FLOP count (achieved rate varies by more than 35%)"))
+
+
+def scaling_table(curve: dict) -> str:
+    pts = curve["points"]
+    ref = pts[0]
+    headers = ["image", "patches", "text tokens", "step time s (median, min–max)", "GFLOP/step", "GFLOP/s",
+               "time / first", "FLOPs / first"]
+    rows = [[f"{p['image_size']}²", p["patches"], p["text_length"],
+             f"{p['seconds_median']:.3f} ({p['seconds_min']:.3f}–{p['seconds_max']:.3f})",
+             _fmt(p["flops_per_step"] / 1e9), _fmt(p["flops_per_step"] / p["seconds_median"] / 1e9),
+             _fmt(p["seconds_median"] / ref["seconds_median"], 2), _fmt(p["flops_per_step"] / ref["flops_per_step"], 2)]
+            for p in pts]
+    return markdown_table(headers, rows)
+
+
+def plot_scaling(curves: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, axis, key, label in ((axes[0], "image_size", "patches", "image patches"),
+                                 (axes[1], "text_length", "text_length", "text tokens")):
+        for curve in (c for c in curves if c["axis"] == axis):
+            pts = curve["points"]
+            xs = [p[key] for p in pts]
+            line, = ax.plot(xs, [p["seconds_median"] for p in pts], "o-", label=f"{curve['model']} measured")
+            ax.fill_between(xs, [p["seconds_min"] for p in pts], [p["seconds_max"] for p in pts],
+                            color=line.get_color(), alpha=0.2)
+            ref = pts[0]  # FLOP-predicted: first point's time scaled by the FLOP ratio
+            ax.plot(xs, [ref["seconds_median"] * p["flops_per_step"] / ref["flops_per_step"] for p in pts], "--",
+                    color=line.get_color(), label=f"{curve['model']} ∝ FLOPs")
+        ax.set_xlabel(label)
+        ax.set_ylabel("seconds per training step")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------- main
+def main(argv=None):
+    parser = HfArgumentParser((BenchSize, TrainStepBenchArguments))
+    if argv is None:
+        argv = sys.argv[1:]
+    if len(argv) >= 1 and argv[0].endswith((".yaml", ".yml", ".json")):
+        loader = parser.parse_yaml_file if argv[0].endswith((".yaml", ".yml")) else parser.parse_json_file
+        if len(argv) > 1:
+            raise ValueError("give either an argument file or command-line arguments, not both")
+        size, args = loader(argv[0])
+    else:
+        size, args = parser.parse_args_into_dataclasses(argv)
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = machine_info(device)
+    load_before = load_average()
+    print(f"# MaskVL training-step benchmark\n\nMachine: {describe_machine(info)}; load average before: "
+          f"{load_before}\nSize: {size.describe()}\n", flush=True)
+
+    data = caption_data(size, args.num_examples, args.seed)
+    report = compare(size, args, data)
+    print(f"## Matched size, forward + backward + AdamW step ({report['rounds_note']}; max foreign load "
+          f"{(report['max_foreign_load'] or 0):.2f} cores)\n")
+    print(comparison_table(report, size) + "\n")
+    print("Ratios are medians of per-round ratios (range in brackets); 'per FLOP' multiplies by the ratio of "
+          "counted FLOPs per sample.\n")
+    print("Targets:\n" + "\n".join(target_lines(report)) + "\n", flush=True)
+
+    curves = []
+    if args.scaling:
+        for model in args.scaling_models:
+            curves.append(scaling_curve(model, "image_size", args.scaling_image_sizes, size, args, data))
+            curves.append(scaling_curve(model, "text_length", args.scaling_text_lengths, size, args, data))
+        print("## Scaling (random full-length text; the other size fixed at the reference)\n")
+        for curve in curves:
+            print(f"### {curve['model']}: {curve['axis'].replace('_', ' ')} ({curve['rounds_note']})\n")
+            print(scaling_table(curve) + "\n")
+            print(scaling_verdict(curve) + "\n")
+        if args.plot:
+            plot_scaling(curves, args.plot)
+            print(f"Scaling curves saved to {args.plot}\n")
+    print(f"Load average after: {load_average()}")
+    write_json(args.output_json, {"machine": info, "size": asdict(size), "arguments": asdict(args),
+                                  "load_average_before": load_before, "load_average_after": load_average(),
+                                  "comparison": report, "scaling": curves})
+    return report, curves
+
+
+if __name__ == "__main__":
+    main()
