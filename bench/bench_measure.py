@@ -9,7 +9,8 @@
 * :func:`count_flops` -- ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions, attention),
   plus formulas for the CPU flash-attention kernels that torch 2.13 does not count
   (``aten._scaled_dot_product_flash_attention_for_cpu`` and its backward): without them every model using
-  SDPA on CPU would be under-counted against models using eager attention.
+  SDPA on CPU would be under-counted against models using eager attention. The backward's recomputation of
+  the attention scores is not counted, so SDPA and eager attention count the same (useful) work.
 * :func:`peak_step_memory` -- parameters + gradients + optimizer state + activations: the static part is
   summed from the tensors themselves, the peak of what the step allocates on top of it is read from the
   allocation events of ``torch.profiler`` (CPU; ``torch.cuda.max_memory_allocated`` on a GPU).
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode, bmm_flop, sdpa_backward_flop_count, sdpa_flop_count
 from tqdm.auto import tqdm
 
 aten = torch.ops.aten
@@ -38,7 +39,12 @@ def _cpu_flash_attention_flop(query_shape, key_shape, value_shape, *args, out_sh
 
 def _cpu_flash_attention_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args,
                                        out_shape=None, **kwargs) -> int:
-    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+    """The four gradient matmuls (of scores, V, Q, K) but not the kernel's recomputation of the scores, so that
+    SDPA and eager attention count the same useful work."""
+    batch, heads, q_len, head_dim = query_shape
+    k_len = key_shape[2]
+    recompute = bmm_flop((batch * heads, q_len, head_dim), (batch * heads, head_dim, k_len))
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape) - recompute
 
 
 CPU_ATTENTION_FLOPS = {
@@ -242,7 +248,7 @@ def interleaved_times(steps: dict, rounds: int, steps_per_round: int = 1, warmup
 def summarize(seconds: list[float], batch_size: int) -> dict:
     """Median samples/s with its spread over rounds (min, max, interquartile range)."""
     rates = sorted(batch_size / s for s in seconds)
-    q1, _, q3 = statistics.quantiles(rates, n=4) if len(rates) > 1 else (rates[0], None, rates[0])
+    q1, _, q3 = statistics.quantiles(rates, n=4, method="inclusive") if len(rates) > 1 else (rates[0],) * 3
     return {"median": statistics.median(rates), "min": rates[0], "max": rates[-1], "q1": q1, "q3": q3,
             "median_seconds": statistics.median(seconds), "rounds": len(rates)}
 

@@ -13,7 +13,7 @@ Usage (from the repository root; the default run takes about 5 minutes on a quie
     python bench/train_step.py
     python bench/train_step.py --output_json bench/results/train_step.json --plot bench/results/scaling.png
     python bench/train_step.py --models maskvlm flava vilt --rounds 5 --no_scaling
-    python bench/train_step.py bench/configs/reference.yaml          # arguments from a YAML / JSON file
+    python bench/train_step.py bench/configs/quick.yaml              # arguments from a YAML / JSON file
     python bench/train_step.py --hidden_size 128 --num_layers 2 --batch_size 8 --rounds 2 \\
         --scaling_image_sizes 32 64 --scaling_text_lengths 16 32     # a quick smoke run
 
@@ -192,23 +192,31 @@ def _slope(xs, ys) -> float:
     return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
 
 
-def scaling_verdict(curve: dict) -> str:
-    """Does step time follow the counted FLOPs? Compares the growth of time and of FLOPs along the curve."""
+def cost_fit(points: list[dict]) -> tuple[float, float]:
+    """Least-squares fit of the expected cost, seconds = overhead + FLOPs / rate; returns (overhead, rate)."""
+    xs, ys = [p["flops_per_step"] for p in points], [p["seconds_median"] for p in points]
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return my - slope * mx, 1.0 / slope
+
+
+def scaling_verdict(curve: dict, tolerance: float = 0.10) -> str:
+    """Does step time follow the expected cost (a fixed overhead + counted FLOPs at a constant rate)?"""
     pts = curve["points"]
     key = "patches" if curve["axis"] == "image_size" else "text_length"
     xs = [p[key] for p in pts]
     time_slope = _slope(xs, [p["seconds_median"] for p in pts])
     flop_slope = _slope(xs, [p["flops_per_step"] for p in pts])
-    rates = [p["flops_per_step"] / p["seconds_median"] for p in pts]
-    spread = max(rates) / min(rates)
-    growth = pts[-1]["seconds_median"] / pts[0]["seconds_median"]
-    flop_growth = pts[-1]["flops_per_step"] / pts[0]["flops_per_step"]
-    follows = spread <= 1.35
-    return (f"{curve['model']}, {key} {xs[0]}→{xs[-1]}: time ×{growth:.2f} vs FLOPs ×{flop_growth:.2f}; "
-            f"log-log slope time {time_slope:.2f}, FLOPs {flop_slope:.2f}; achieved GFLOP/s "
-            f"{min(rates) / 1e9:.0f}–{max(rates) / 1e9:.0f} → "
-            + ("follows the FLOP count (achieved rate within ±35%)" if follows else
-               "does NOT follow the FLOP count (achieved rate varies by more than 35%)"))
+    overhead, rate = cost_fit(pts)
+    worst = max(abs(overhead + p["flops_per_step"] / rate - p["seconds_median"]) / p["seconds_median"] for p in pts)
+    follows = worst <= tolerance and rate > 0
+    curve["fit"] = {"overhead_seconds": overhead, "flops_per_s": rate, "max_relative_residual": worst,
+                    "time_slope": time_slope, "flop_slope": flop_slope, "follows": follows}
+    return (f"{curve['model']}, {key} {xs[0]}→{xs[-1]}: time ×{pts[-1]['seconds_median'] / pts[0]['seconds_median']:.2f}"
+            f" while FLOPs ×{pts[-1]['flops_per_step'] / pts[0]['flops_per_step']:.2f} (log-log slopes {time_slope:.2f} "
+            f"and {flop_slope:.2f}). Fit seconds = {overhead:.3f} + FLOPs / ({rate / 1e9:.0f} GFLOP/s): largest "
+            f"residual {100 * worst:.1f}% → " + ("follows the expected cost" if follows else
+                                                  f"does NOT follow the expected cost (residual above {100 * tolerance:.0f}%)"))
 
 
 def scaling_table(curve: dict) -> str:
@@ -239,9 +247,9 @@ def plot_scaling(curves: list[dict], path: str) -> None:
             line, = ax.plot(xs, [p["seconds_median"] for p in pts], "o-", label=f"{curve['model']} measured")
             ax.fill_between(xs, [p["seconds_min"] for p in pts], [p["seconds_max"] for p in pts],
                             color=line.get_color(), alpha=0.2)
-            ref = pts[0]  # FLOP-predicted: first point's time scaled by the FLOP ratio
-            ax.plot(xs, [ref["seconds_median"] * p["flops_per_step"] / ref["flops_per_step"] for p in pts], "--",
-                    color=line.get_color(), label=f"{curve['model']} ∝ FLOPs")
+            overhead, rate = cost_fit(pts)  # expected cost: fixed overhead + counted FLOPs at a constant rate
+            ax.plot(xs, [overhead + p["flops_per_step"] / rate for p in pts], "--", color=line.get_color(),
+                    label=f"{curve['model']} fit {overhead:.2f} s + FLOPs / {rate / 1e9:.0f} GFLOP/s")
         ax.set_xlabel(label)
         ax.set_ylabel("seconds per training step")
         ax.set_xscale("log", base=2)
