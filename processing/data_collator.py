@@ -86,6 +86,9 @@ def load_image(image, name: str) -> PIL.Image.Image | np.ndarray | torch.Tensor:
         elif isinstance(image, (np.ndarray, torch.Tensor)):
             if image.ndim not in (2, 3) or 0 in tuple(image.shape):
                 raise MaskVLDataError(f"image array has invalid shape {tuple(image.shape)}")
+            finite = torch.isfinite(image).all() if isinstance(image, torch.Tensor) else np.isfinite(image).all()
+            if not bool(finite):
+                raise MaskVLDataError("image array holds NaN or inf values")
         elif image is None:
             raise MaskVLDataError("image is None")
         else:
@@ -93,7 +96,7 @@ def load_image(image, name: str) -> PIL.Image.Image | np.ndarray | torch.Tensor:
         return image
     except MaskVLDataError as error:
         raise MaskVLDataError(f"{name if source is None else name + f' (file {source!r})'}: {error}") from None
-    except (OSError, ValueError, SyntaxError) as error:  # PIL raises these for unreadable files
+    except (OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError) as error:  # unreadable files
         where = name if source is None else name + f" (file {source!r})"
         raise MaskVLDataError(f"{where}: cannot read image: {error}") from error
 

@@ -112,6 +112,8 @@ class MaskVLImageProcessor(PilBackend):
                 raise MaskVLDataError(f"unsupported image type {type(image).__name__}")
             if image.size == 0:
                 raise MaskVLDataError(f"image array has zero size, shape {tuple(image.shape)}")
+            if image.dtype.kind == "f" and not np.isfinite(image).all():
+                raise MaskVLDataError("image array holds NaN or inf values")
             if image.dtype in (np.uint16, np.int32, np.uint32, np.int64):
                 image = _high_bit_depth_to_uint8(image)
             elif image.dtype == np.bool_:

@@ -63,6 +63,11 @@ class MaskVLProcessor(ProcessorMixin):
             data["pixel_values"] = self.image_processor(images, return_tensors=return_tensors, **image_kwargs)[
                 "pixel_values"
             ]
+        if "input_ids" in data and "pixel_values" in data and len(data["input_ids"]) != len(data["pixel_values"]):
+            raise ValueError(
+                f"MaskVLProcessor got {len(data['pixel_values'])} image(s) but {len(data['input_ids'])} text(s): "
+                "give one text per image"
+            )
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     def batch_decode(self, *args, **kwargs):

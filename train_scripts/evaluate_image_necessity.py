@@ -90,6 +90,7 @@ from maskvl_processing.masking_primitives import derangement, whole_word_rate_ma
 from maskvl_processing.pretraining_data import load_image_text_dataset, train_eval_split
 from pretrain_args import DataArguments, parse_args
 from tqdm.auto import tqdm
+from training_guards import screen_examples
 from transformers import AutoConfig, AutoModelForMaskedLM
 
 import modeling_maskvl  # noqa: F401  (registers the Auto classes)
@@ -128,8 +129,14 @@ def load_eval_dataset(data_args: DataArguments, data_seed: int, image_size: int)
         train = load_image_text_dataset(split=data_args.train_split, **source)
         dataset = train_eval_split(train, data_args.eval_size, seed=data_seed)["validation"]
     dataset = dataset.select(range(min(limit, len(dataset))))
+    # every image opened and caption checked up front: an error naming the bad pairs, or they are skipped
+    dataset, skipped = screen_examples(dataset, split=split, caption_column="caption",
+                                       on_error="skip" if data_args.skip_bad_examples else "raise")
     name = data_args.dataset_name or data_args.train_dir or data_args.webdataset or "maskvl-synthetic-scenes"
-    return dataset, {"source": name, "split": split, "num_examples": len(dataset), "seed": data_seed}
+    eval_data = {"source": name, "split": split, "num_examples": len(dataset), "seed": data_seed}
+    if data_args.skip_bad_examples:
+        eval_data["skipped_examples"] = skipped.skipped
+    return dataset, eval_data
 
 
 @dataclass

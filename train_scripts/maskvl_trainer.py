@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from maskvl_processing import MaskVLDataError
 from tqdm.auto import tqdm
+from training_guards import GuardedTrainerMixin
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
 LOSS_PARTS = ("mlm", "mim", "itc", "itm")
@@ -64,7 +65,10 @@ class ExampleSeededMasking:
         entropy = [abs(self.seed), self.epoch, *ids]
         self.collator.seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 2)
         self.collator.reset_generator()
-        return self.collator(stripped)
+        try:
+            return self.collator(stripped)
+        except MaskVLDataError as error:  # "item i" is the position in the batch: name the examples too
+            raise MaskVLDataError(f"{error} [batch items 0..{len(ids) - 1} are examples {ids}]") from error
 
 
 class EpochCallback(TrainerCallback):
@@ -103,7 +107,7 @@ def most_frequent_masked_token(dataset, masking, num_examples: int, batch_size: 
     return token_id, float(counts[token_id] / counts.sum())
 
 
-class MaskVLPreTrainer(Trainer):
+class MaskVLPreTrainer(GuardedTrainerMixin, Trainer):
     """`Trainer` that logs the loss parts and evaluates held-out masked-token accuracy.
 
     Args (besides `Trainer`'s):

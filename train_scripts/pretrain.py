@@ -49,6 +49,7 @@ from maskvl_processing import (
 from maskvl_processing.pretraining_data import load_image_text_dataset, train_eval_split
 from maskvl_trainer import ExampleSeededMasking, MaskVLPreTrainer, most_frequent_masked_token
 from pretrain_args import parse_args
+from training_guards import non_text_token_ids, screen_examples, without_image_decoding
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -101,10 +102,13 @@ def tag_batch(batch: dict, indices: list[int], tagger: CaptionTagger) -> dict:
     return out
 
 
-def tag_splits(splits: dict, tokenizer, data_args) -> dict:
-    """Tag and tokenise every split with `datasets.map` (cached, `num_proc`); keep `image` + token features."""
-    tagged = {}
+def tag_splits(splits: dict, tokenizer, data_args) -> tuple[dict, dict]:
+    """Tag and tokenise every split with `datasets.map` (cached, `num_proc`); keep `image` + token features.
+    Images stay undecoded (the collator opens them; a bad file raises an error naming it). With
+    --skip_bad_examples every example is checked and bad ones are dropped: returns (splits, {split: report})."""
+    tagged, skipped = {}, {}
     for name, ds in splits.items():
+        ds = without_image_decoding(ds)
         columns = ds.column_names or list(next(iter(ds)).keys())
         backend = data_args.tagger
         if backend == "auto":
@@ -121,9 +125,11 @@ def tag_splits(splits: dict, tokenizer, data_args) -> dict:
                               load_from_cache_file=not data_args.overwrite_cache, desc=f"Tagging {name} captions")
         ds = ds.map(tag_batch, **map_kwargs)
         if data_args.skip_bad_examples:
-            ds = ds.filter(lambda ids: len(ids) > 0, input_columns="input_ids")
+            ds, skipped[name] = screen_examples(
+                ds, split=name, special_token_ids=non_text_token_ids(tokenizer), id_column=ID_COLUMN,
+                num_proc=map_kwargs.get("num_proc"), load_from_cache_file=map_kwargs.get("load_from_cache_file", True))
         tagged[name] = ds
-    return tagged
+    return tagged, skipped
 
 
 # ---- model -----------------------------------------------------------------------------------------
@@ -247,13 +253,15 @@ def main(argv=None) -> MaskVLPreTrainer:
         raw = load_raw_splits(data_args, image_size, data_seed)
     tokenizer = build_tokenizer(model_args, raw["train"], training_args, checkpoint)
     with training_args.main_process_first(desc="tagging captions"):
-        tagged = tag_splits(raw, tokenizer, data_args)
+        tagged, skipped = tag_splits(raw, tokenizer, data_args)
     train_dataset, eval_dataset = tagged["train"], tagged["validation"]
     if isinstance(train_dataset, datasets.IterableDataset) and training_args.max_steps <= 0:
         raise ValueError("a streaming training set has no length: give --max_steps")
 
     # 3. model and processor
     model = build_model(model_args, config, tokenizer, data_args.max_seq_length)
+    # `truncation=True` downstream (processor, pipelines, evaluation) must stop at the text tower's positions
+    tokenizer.model_max_length = min(tokenizer.model_max_length, model.config.text_config.max_position_embeddings)
     vision = model.config.vision_config
     image_processor = MaskVLImageProcessor(size={"height": vision.image_size, "width": vision.image_size},
                                            patch_size=vision.patch_size)
@@ -282,6 +290,9 @@ def main(argv=None) -> MaskVLPreTrainer:
     )
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model()  # weights (safetensors), config with auto_map, code files, processor + tokenizer
+    for report in skipped.values():  # --skip_bad_examples: counted when the split was read
+        logger.warning("bad examples %s", report.summary())
+        train_result.metrics[f"skipped_examples_{report.split}"] = report.skipped
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 import torch
 import yaml
 from maskvl_processing import IMAGE_MASKING_POLICIES, JOINT_MASKING_POLICIES, TEXT_MASKING_POLICIES
+from training_guards import ShareablePickleMixin
 from transformers import HfArgumentParser, TrainingArguments
 
 TAGGER_BACKENDS = ("auto", "dataset", "pattern", "spacy")
@@ -308,7 +309,7 @@ class MaskingArguments:
 
 
 @dataclass
-class PretrainingArguments(TrainingArguments):
+class PretrainingArguments(ShareablePickleMixin, TrainingArguments):
     """transformers' `TrainingArguments`, with defaults for the tiny default run on a 2-core CPU.
 
     Several processes (torchrun, `accelerate launch --multi_gpu`) on a machine without an accelerator set
@@ -334,8 +335,14 @@ class PretrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Keep the image / word-class columns: the collator needs them."}
     )
     dataloader_num_workers: int = field(default=0, metadata={"help": "Data-loader worker processes."})
+    on_nonfinite_loss: str = field(
+        default="stop",
+        metadata={"help": "A NaN/inf training loss or gradient norm: 'stop' (error naming the step and the loss "
+                  "part; nothing is saved) or 'skip' the batch (counted in the train metrics)."},
+    )
 
     def __post_init__(self):
+        _check_choice("on_nonfinite_loss", self.on_nonfinite_loss, ("stop", "skip"))
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
             # Launched as several processes (torchrun / accelerate --multi_gpu) on a machine without an
             # accelerator: without use_cpu every process would silently train alone (world size 1).

@@ -1,0 +1,202 @@
+"""The fuzz data set of the robustness tests: good image-caption pairs mixed with every kind of bad item.
+
+Everything is generated (no download, a few KB) and written by the tests into their tmp dirs:
+
+* `write_fuzz_imagefolder(root)` -> a `FuzzSet`: an `imagefolder` (`metadata.jsonl` + image files) whose
+  rows are good synthetic scenes, valid-but-odd images (1x1, grayscale, RGBA, palette with transparency,
+  CMYK JPEG, 16-bit PNG), valid-but-odd captions (very long, non-Latin, emoji) and bad rows (truncated PNG,
+  corrupt JPEG, zero-byte file, a PNG header claiming 400 M pixels, empty / whitespace-only /
+  control-character captions). `FuzzSet.rows` says for every row whether it is good and why not.
+* `odd_images()` -> valid PIL images in every mode the processor must convert.
+* `bad_image_bytes()` -> the bad files' bytes; `bad_arrays()` -> NaN / inf / empty / wrong-rank arrays.
+* `odd_captions()` / `bad_captions()` -> captions that must be kept / rejected.
+
+A row is *good* when a careful pipeline must train on it, *bad* when it must be rejected (error naming it)
+or skipped (counted). The tests check both directions: nothing good is dropped, every bad row is caught.
+"""
+
+import io
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+from maskvl_processing.synthetic_scenes import make_synthetic_dataset
+
+BOMB_SIDE = 20_000  # 400 M pixels: more than twice PIL's MAX_IMAGE_PIXELS (89.5 M), so PIL refuses it
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny (~100 byte) PNG whose header claims `width` x `height` RGB pixels (a decompression bomb's
+    header, without the payload: opening it must fail fast, before any pixel buffer is allocated)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def _encode(image: PIL.Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def odd_images(size: int = 24) -> dict[str, PIL.Image.Image]:
+    """Valid images the processor must bring to RGB (none of them may be rejected)."""
+    rng = np.random.default_rng(0)
+    rgb = PIL.Image.fromarray(rng.integers(0, 256, (size, size + 5, 3), dtype=np.uint8))
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(PIL.Image.fromarray(rng.integers(0, 256, (size, size + 5), dtype=np.uint8)))
+    palette = rgb.convert("P", palette=PIL.Image.Palette.ADAPTIVE, colors=16)
+    palette.info["transparency"] = 0
+    sixteen = PIL.Image.fromarray(rng.integers(0, 65536, (size, size), dtype=np.uint16))  # mode I;16
+    return {
+        "one_pixel": PIL.Image.new("RGB", (1, 1), (200, 30, 30)),
+        "gray": rgb.convert("L"),
+        "rgba": rgba,
+        "palette": palette,
+        "cmyk": rgb.convert("CMYK"),
+        "sixteen_bit": sixteen,
+        "wide": PIL.Image.new("RGB", (size * 20, 3), (0, 120, 255)),  # extreme aspect ratio
+    }
+
+
+ODD_IMAGE_FORMATS = {"cmyk": ("JPEG", "jpg")}  # CMYK cannot be PNG
+
+
+def bad_image_bytes() -> dict[str, tuple[str, bytes]]:
+    """name -> (file extension, bytes) of image files that cannot be used."""
+    good = _encode(PIL.Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 48, 3), dtype=np.uint8)))
+    jpeg = _encode(PIL.Image.new("RGB", (32, 32), (10, 200, 10)), "JPEG")
+    return {
+        "truncated_png": ("png", good[: len(good) // 2]),
+        "corrupt_jpeg": ("jpg", jpeg[:20] + bytes(np.random.default_rng(2).integers(0, 256, 300, dtype=np.uint8))),
+        "zero_bytes": ("png", b""),
+        "not_an_image": ("png", b"<html>404 Not Found</html>"),
+        "decompression_bomb": ("png", png_claiming_size(BOMB_SIDE, BOMB_SIDE)),
+    }
+
+
+def bad_arrays() -> dict[str, np.ndarray]:
+    """Pixel arrays that must be rejected (never turned into NaN pixel values)."""
+    nan = np.full((16, 16, 3), 0.5, dtype=np.float32)
+    nan[3, 4, 1] = np.nan
+    inf = np.full((16, 16, 3), 0.5, dtype=np.float32)
+    inf[0, 0, 0] = np.inf
+    return {
+        "nan_pixels": nan,
+        "inf_pixels": inf,
+        "empty_array": np.zeros((0, 16, 3), dtype=np.uint8),
+        "four_dims": np.zeros((1, 2, 16, 16, 3), dtype=np.uint8),
+    }
+
+
+def odd_captions() -> dict[str, str]:
+    """Unusual captions that are still valid (must be kept; long ones are truncated, not dropped)."""
+    return {
+        "very_long": " ".join(["a small red circle near a big blue square"] * 400),  # ~3,600 words
+        "chinese": "一个红色的圆圈在蓝色方块的左边",
+        "arabic": "دائرة حمراء بجانب مربع أزرق",
+        "emoji_mixed": "a red 🔴 circle next to a 🟦 square",
+        "one_word": "circle",
+        "padded": "   a red circle.   \n",
+    }
+
+
+def bad_captions() -> dict[str, object]:
+    """Captions that cannot be used: empty, whitespace, control characters only, or not text at all."""
+    return {
+        "empty": "",
+        "whitespace": " \t\n  ",
+        "control_chars": "\x00\x01\x02",
+        "none": None,
+        "integer": 42,
+        "word_list": ["a", "red", "circle"],
+    }
+
+
+STRING_BAD_CAPTIONS = ("empty", "whitespace", "control_chars")  # the ones a JSON-lines caption column can hold
+
+
+@dataclass
+class FuzzRow:
+    """One row of the fuzz image folder: `good` rows must be trained on, bad ones rejected or skipped."""
+
+    file_name: str
+    caption: str
+    good: bool
+    problem: str = ""  # which field is bad and how, e.g. "image: truncated_png"
+
+
+@dataclass
+class FuzzSet:
+    root: Path
+    rows: list[FuzzRow] = field(default_factory=list)
+
+    @property
+    def good(self) -> list[FuzzRow]:
+        return [row for row in self.rows if row.good]
+
+    @property
+    def bad(self) -> list[FuzzRow]:
+        return [row for row in self.rows if not row.good]
+
+
+def write_fuzz_imagefolder(root, num_good: int = 24, image_size: int = 32, seed: int = 0) -> FuzzSet:
+    """Write the fuzz `imagefolder` (images + `metadata.jsonl` with `file_name` and `caption`) into `root`.
+
+    Rows, in a shuffled (seeded) order: `num_good` synthetic scenes, one row per odd image (with a good
+    caption), one per odd caption (with a good image), one per bad image file, one per bad string caption.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    scenes = make_synthetic_dataset(num_good + 8, seed=seed, image_size=image_size)
+    good_captions = scenes["caption"]
+    rows: list[FuzzRow] = []
+    for index in range(num_good):
+        name = f"scene_{index:03d}.png"
+        scenes[index]["image"].save(root / name)
+        rows.append(FuzzRow(name, good_captions[index], True))
+    spare = iter(range(num_good, num_good + 8))
+    for number, (kind, image) in enumerate(odd_images().items()):
+        fmt, ext = ODD_IMAGE_FORMATS.get(kind, ("PNG", "png"))
+        name = f"odd_{kind}.{ext}"
+        (root / name).write_bytes(_encode(image, fmt))
+        rows.append(FuzzRow(name, good_captions[number % num_good], True))
+    for kind, caption in odd_captions().items():
+        name = f"caption_{kind}.png"
+        scenes[next(spare) % len(scenes)]["image"].save(root / name)
+        rows.append(FuzzRow(name, caption, True))
+    for kind, (ext, data) in bad_image_bytes().items():
+        name = f"bad_{kind}.{ext}"
+        (root / name).write_bytes(data)
+        rows.append(FuzzRow(name, good_captions[0], False, f"image: {kind}"))
+    for kind in STRING_BAD_CAPTIONS:
+        name = f"bad_caption_{kind}.png"
+        scenes[1]["image"].save(root / name)
+        rows.append(FuzzRow(name, bad_captions()[kind], False, f"caption: {kind}"))
+    order = np.random.default_rng(seed).permutation(len(rows))
+    rows = [rows[i] for i in order]
+    with open(root / "metadata.jsonl", "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps({"file_name": row.file_name, "caption": row.caption}, ensure_ascii=False) + "\n")
+    return FuzzSet(root, rows)
+
+
+__all__ = [
+    "BOMB_SIDE",
+    "FuzzRow",
+    "FuzzSet",
+    "bad_arrays",
+    "bad_captions",
+    "bad_image_bytes",
+    "odd_captions",
+    "odd_images",
+    "png_claiming_size",
+    "write_fuzz_imagefolder",
+]
