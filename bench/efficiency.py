@@ -39,7 +39,7 @@ class EfficiencyBenchArguments:
     steps_per_round: int = field(default=1)
     warmup: int = field(default=2)
     time_budget: float = field(default=90.0, metadata={"help": "No new round after this many seconds."})
-    quiet_load: float = field(default=0.25, metadata={"help": "Max foreign CPU cores in a quiet round."})
+    quiet_load: float = field(default=0.25, metadata={"help": "Max CPU cores used by other processes in a quiet round."})
     num_examples: int = field(default=256)
     num_batches: int = field(default=4)
     peak_sizes: list[int] = field(default_factory=lambda: [1024, 2048, 3072],
@@ -172,7 +172,8 @@ def main(argv=None):
         print(f"ViLT FLOP cross-check: hand count {hand / 1e9:.2f} GFLOP/step, FlopCounterMode {counted / 1e9:.2f} "
               f"GFLOP/step (ratio {counted / hand:.3f}); by the hand count ViLT reaches "
               f"{100 * hand / results['vilt']['seconds_median'] / peak:.0f}% of peak.\n")
-    print("Targets:")
+    quiet = len(timings.quiet_rounds) >= min(3, timings.rounds)
+    print("Targets" + ("" if quiet else " (measured without enough quiet rounds: rerun on an idle machine)") + ":")
     for name, res in results.items():
         if name in ("vilt", "flava"):
             continue

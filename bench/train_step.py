@@ -48,7 +48,7 @@ class TrainStepBenchArguments:
     time_budget: float = field(default=150.0, metadata={
         "help": "Seconds after which no new round starts once `rounds` rounds ran, quiet or not."})
     quiet_load: float = field(default=0.25, metadata={
-        "help": "A round is quiet when other processes used at most this many cores during each measurement."})
+        "help": "A round is quiet when other processes used at most this many cores on average during it."})
     num_examples: int = field(default=256, metadata={"help": "Synthetic image-caption pairs to batch from."})
     num_batches: int = field(default=4, metadata={"help": "Distinct batches (fresh masks) each model cycles through."})
     scaling: bool = field(default=True, metadata={"help": "Also run the scaling curves."})
@@ -118,7 +118,9 @@ def compare(size: BenchSize, args: TrainStepBenchArguments, data) -> dict:
             flop_ratio = res["flops_per_step"] / results["vilt"]["flops_per_step"]
             res["vs_vilt_flop_normalised"] = {k: v * flop_ratio for k, v in res["vs_vilt"].items()}
         res["achieved_flops_per_s"] = res["flops_per_step"] / res["samples_per_s"]["median_seconds"]
+    quiet = len(timings.quiet_rounds) >= min(3, timings.rounds)
     return {"models": results, "rounds_used": rounds, "rounds_note": rounds_note, "rounds_run": timings.rounds,
+            "quiet": quiet,
             "max_foreign_load": timings.max_foreign_load(rounds),
             "foreign_load_all_rounds": timings.round_foreign_load}
 
@@ -180,6 +182,7 @@ def scaling_curve(model: str, axis: str, values: list[int], size: BenchSize, arg
                                 quiet_load=args.quiet_load, time_budget=args.scaling_time_budget,
                                 max_rounds=2 * args.scaling_rounds)
     rounds, note = timings.selected_rounds(min_quiet=2)
+    quiet = len(timings.quiet_rounds) >= min(2, timings.rounds)
     points = []
     for label, step in steps.items():
         point, seconds = sizes[label], timings.select(label, rounds)
@@ -187,7 +190,7 @@ def scaling_curve(model: str, axis: str, values: list[int], size: BenchSize, arg
                        "tokens": point.num_patches + 1 + point.text_length,
                        "seconds_median": statistics.median(seconds), "seconds_min": min(seconds),
                        "seconds_max": max(seconds), "flops_per_step": measure_flops(step)})
-    return {"model": model, "axis": axis, "points": points, "rounds_note": note}
+    return {"model": model, "axis": axis, "points": points, "rounds_note": note, "quiet": quiet}
 
 
 def _slope(xs, ys) -> float:
@@ -214,6 +217,10 @@ def scaling_verdict(curve: dict, tolerance: float = 0.10) -> str:
     time_slope = _slope(xs, [p["seconds_median"] for p in pts])
     flop_slope = _slope(xs, [p["flops_per_step"] for p in pts])
     overhead, rate = cost_fit(pts)
+    if not curve.get("quiet", True):
+        curve["fit"] = {"overhead_seconds": overhead, "flops_per_s": rate, "follows": None}
+        return (f"{curve['model']}, {key} {xs[0]}→{xs[-1]}: not judged -- no quiet rounds (other processes were "
+                f"using the CPU); rerun on an idle machine")
     fitted = [overhead + p["flops_per_step"] / rate for p in pts]
     worst = max(abs(f - p["seconds_median"]) / p["seconds_median"] for f, p in zip(fitted, pts))
     misses = [p[key] for f, p in zip(fitted, pts) if abs(f - p["seconds_median"]) > tolerance * p["seconds_median"]
@@ -299,7 +306,8 @@ def main(argv=None):
     print(comparison_table(report, size) + "\n")
     print("Ratios are medians of per-round ratios (range in brackets); 'per FLOP' multiplies by the ratio of "
           "counted FLOPs per sample.\n")
-    print("Targets:\n" + "\n".join(target_lines(report)) + "\n", flush=True)
+    caveat = "" if report["quiet"] else " (measured without enough quiet rounds: rerun on an idle machine)"
+    print(f"Targets{caveat}:\n" + "\n".join(target_lines(report)) + "\n", flush=True)
 
     curves = []
     if args.scaling:
