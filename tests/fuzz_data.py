@@ -183,8 +183,9 @@ def write_fuzz_imagefolder(root, num_good: int = 24, image_size: int = 32, seed:
     order = np.random.default_rng(seed).permutation(len(rows))
     rows = [rows[i] for i in order]
     with open(root / "metadata.jsonl", "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps({"file_name": row.file_name, "caption": row.caption}, ensure_ascii=False) + "\n")
+        handle.writelines(
+            json.dumps({"file_name": row.file_name, "caption": row.caption}, ensure_ascii=False) + "\n" for row in rows
+        )
     return FuzzSet(root, rows)
 
 
