@@ -330,22 +330,23 @@ class IncompleteCheckpointError(RuntimeError):
 
 
 def describe_nonfinite(output, inputs: dict) -> str:
-    """"mlm=nan, mim=0.93 (total nan); pixel_values not finite in batch rows [2]" for an error message."""
+    """"non-finite part(s) itc: mlm=5.3, itc=inf (total inf); pixel_values not finite in batch rows [2]"."""
     parts = getattr(output, "loss_breakdown", None)
-    values = []
+    values = {}
     if parts is not None:
         for name in ("mlm", "mim", "itc", "itm"):
             value = getattr(parts, name, None)
             if value is not None:
-                values.append(f"{name}={float(value.detach()):.4g}")
-    loss = float(output.loss.detach())
-    text = ", ".join(values) + f" (total {loss:.4g})" if values else f"total {loss:.4g}"
-    bad_parts = [v.split("=")[0] for v in values if not math.isfinite(float(v.split("=")[1]))]
+                values[name] = float(value.detach())
+    total = float(output.loss.detach())
+    text = ", ".join(f"{name}={value:.4g}" for name, value in values.items())
+    text = f"{text} (total {total:.4g})" if text else f"total {total:.4g}"
+    bad_parts = [name for name, value in values.items() if not math.isfinite(value)]
     if bad_parts:
-        text = f"non-finite part(s) {', '.join(bad_parts)}: " + text
+        text = f"non-finite part(s) {', '.join(bad_parts)}: {text}"
     for key, value in inputs.items():
         if torch.is_tensor(value) and value.is_floating_point() and value.ndim > 0:
-            bad = ~torch.isfinite(value.detach()).reshape(len(value), -1).all(dim=1)
+            bad = ~torch.isfinite(value.detach()).reshape(len(value), -1).all(dim=1)  # (B,)
             if bad.any():
                 text += f"; {key} not finite in batch rows {bad.nonzero().flatten().tolist()}"
     return text
