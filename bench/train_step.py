@@ -209,31 +209,36 @@ def cost_fit(points: list[dict]) -> tuple[float, float]:
 
 
 def scaling_verdict(curve: dict, tolerance: float = 0.10) -> str:
-    """Does step time follow the expected cost, a fixed overhead + counted FLOPs at a constant rate? Yes when the
-    least-squares fit passes within ``tolerance`` of every median, or inside that point's min–max over rounds."""
+    """Does step time follow the expected cost, a fixed overhead + counted FLOPs at a constant rate (least-squares
+    fit)? "follows" when the fit is within ``tolerance`` of every median; "does NOT follow" when it misses a median
+    by more and also lies outside that point's min–max over rounds; otherwise "inconclusive" (noisy points)."""
     pts = curve["points"]
     key = "patches" if curve["axis"] == "image_size" else "text_length"
     xs = [p[key] for p in pts]
     time_slope = _slope(xs, [p["seconds_median"] for p in pts])
     flop_slope = _slope(xs, [p["flops_per_step"] for p in pts])
     overhead, rate = cost_fit(pts)
+    curve["fit"] = {"overhead_seconds": overhead, "flops_per_s": rate, "time_slope": time_slope,
+                    "flop_slope": flop_slope, "verdict": "not judged"}
     if not curve.get("quiet", True):
-        curve["fit"] = {"overhead_seconds": overhead, "flops_per_s": rate, "follows": None}
         return (f"{curve['model']}, {key} {xs[0]}→{xs[-1]}: not judged -- no quiet rounds (other processes were "
                 f"using the CPU); rerun on an idle machine")
     fitted = [overhead + p["flops_per_step"] / rate for p in pts]
-    worst = max(abs(f - p["seconds_median"]) / p["seconds_median"] for f, p in zip(fitted, pts))
-    misses = [p[key] for f, p in zip(fitted, pts) if abs(f - p["seconds_median"]) > tolerance * p["seconds_median"]
-              and not p["seconds_min"] <= f <= p["seconds_max"]]
-    follows = rate > 0 and not misses
-    curve["fit"] = {"overhead_seconds": overhead, "flops_per_s": rate, "max_relative_residual": worst,
-                    "time_slope": time_slope, "flop_slope": flop_slope, "follows": follows}
+    residuals = [abs(f - p["seconds_median"]) / p["seconds_median"] for f, p in zip(fitted, pts)]
+    off = [(p, f) for f, p, r in zip(fitted, pts, residuals) if r > tolerance]
+    outside = [p[key] for p, f in off if not p["seconds_min"] <= f <= p["seconds_max"]]
+    if rate > 0 and not off:
+        verdict = "follows the expected cost"
+    elif outside or rate <= 0:
+        verdict = f"does NOT follow the expected cost (at {key} {outside})"
+    else:
+        verdict = (f"inconclusive: the fit misses {key} {[p[key] for p, _ in off]} by more than "
+                   f"{100 * tolerance:.0f}% but stays within their noisy min–max")
+    curve["fit"].update(max_relative_residual=max(residuals), verdict=verdict)
     return (f"{curve['model']}, {key} {xs[0]}→{xs[-1]}: time ×{pts[-1]['seconds_median'] / pts[0]['seconds_median']:.2f}"
             f" while FLOPs ×{pts[-1]['flops_per_step'] / pts[0]['flops_per_step']:.2f} (log-log slopes {time_slope:.2f} "
             f"and {flop_slope:.2f}). Fit seconds = {overhead:.3f} + FLOPs / ({rate / 1e9:.0f} GFLOP/s), largest "
-            f"residual {100 * worst:.1f}% → " + ("follows the expected cost" if follows else
-                                                  f"does NOT follow the expected cost at {key} {misses} (off the fit by "
-                                                  f"more than {100 * tolerance:.0f}% and outside the spread)"))
+            f"residual {100 * max(residuals):.1f}% → {verdict}")
 
 
 def scaling_table(curve: dict) -> str:
