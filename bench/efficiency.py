@@ -5,8 +5,9 @@ step (forward + backward) are counted with ``torch.utils.flop_counter.FlopCounte
 flash-attention kernels it does not count, see ``bench_measure.count_flops``), the step is timed in interleaved
 rounds, and achieved FLOP/s = FLOPs / median step time is divided by the machine's dense matmul peak, measured
 here (best of square fp32 matmuls on the CPU; bf16 on a GPU) before and after the timing. ViLT's counted FLOPs
-are cross-checked against a hand count of its matmuls. ``--profile`` prints, per aten op, self time and
-achieved FLOP/s of one step (torch.profiler), the evidence for where the time goes.
+are cross-checked against a hand count of its matmuls. ``--flop_breakdown`` splits the forward FLOPs by module
+(where the compute goes); ``--profile`` prints, per aten op, self time and achieved FLOP/s of one step
+(torch.profiler), the evidence for where the time goes.
 
 Usage (from the repository root; about 2 minutes on a quiet 2-core CPU):
 
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import HfArgumentParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,6 +48,8 @@ class EfficiencyBenchArguments:
                                   metadata={"help": "Square matmul sizes of the peak measurement."})
     peak_repeats: int = field(default=5)
     profile: list[str] = field(default_factory=list, metadata={"help": "Models to profile op by op."})
+    flop_breakdown: list[str] = field(default_factory=lambda: ["maskvlm", "flava"],
+                                      metadata={"help": "Models whose forward FLOPs are broken down by module."})
     profile_top: int = field(default=12, metadata={"help": "Ops shown per profiled model."})
     device: str = field(default="cpu", metadata={"help": "cpu (fp32; what we report) or cuda (bf16)."})
     threads: int | None = field(default=None)
@@ -53,7 +57,7 @@ class EfficiencyBenchArguments:
     output_json: str | None = field(default=None)
 
     def __post_init__(self):
-        unknown = [m for m in self.models + self.profile if m not in ALL_MODELS]
+        unknown = [m for m in self.models + self.profile + self.flop_breakdown if m not in ALL_MODELS]
         if unknown:
             raise ValueError(f"unknown models {unknown}; choose from {list(ALL_MODELS)}")
         if not self.models:
@@ -84,10 +88,26 @@ def vilt_hand_count(size: BenchSize) -> int:
     return size.batch_size * (3 * forward - patch - 2 * pooler)
 
 
+def flop_breakdown(step, min_share: float = 0.02, max_depth: int = 3) -> str:
+    """Forward FLOPs of one batch by module (a module called several times counts every call), nested modules
+    indented; forward attribution is exact, and a training step costs about 3x these numbers."""
+    counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS, depth=max_depth + 1)
+    with counter, torch.no_grad():
+        step.model(**step.batches[0])
+    total = counter.get_total_flops()
+    rows = []
+    for name, per_op in sorted(counter.get_flop_counts().items()):  # parents sort before their children
+        depth = name.count(".")
+        flops = sum(per_op.values())
+        if 1 <= depth <= max_depth and flops >= min_share * total:
+            rows.append(["· " * (depth - 1) + name.split(".", 1)[1], f"{flops / 1e9:.1f}", f"{100 * flops / total:.0f}%"])
+    return (f"{step.name}: {total / 1e9:.1f} GFLOP forward\n\n"
+            + markdown_table(["module", "GFLOP (forward)", "share"], rows))
+
+
 def profile_step(step, top: int) -> str:
     """Self time and achieved FLOP/s per aten op over one training step (after warm-up)."""
     from torch.profiler import ProfilerActivity, profile
-    from torch.utils.flop_counter import FlopCounterMode
 
     batch = step.next_batch()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -182,6 +202,11 @@ def main(argv=None):
         verdict = "MET" if res["fraction_of_peak"] >= TARGET_FRACTION else "MISSED"
         print(f"- {name} ≥ {100 * TARGET_FRACTION:.0f}% of peak: {verdict} ({100 * res['fraction_of_peak']:.0f}%{ahead})")
     print()
+    breakdowns = {}
+    for name in args.flop_breakdown:
+        step = steps[name] if name in steps else build_step(name, size, data, args.num_batches, args.seed, device)
+        breakdowns[name] = flop_breakdown(step)
+        print("### Forward FLOPs of " + breakdowns[name] + "\n")
     profiles = {}
     for name in args.profile:
         step = steps[name] if name in steps else build_step(name, size, data, args.num_batches, args.seed, device)
@@ -195,7 +220,7 @@ def main(argv=None):
                                   "load_average_before": load_before, "load_average_after": load_average(),
                                   "matmul_peak_before": peak_before, "matmul_peak_after": peak_after,
                                   "peak_flops_per_s": peak, "rounds_note": note, "results": results,
-                                  "profiles": profiles})
+                                  "flop_breakdowns": breakdowns, "profiles": profiles})
     return results
 
 
