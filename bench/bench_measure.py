@@ -18,6 +18,7 @@
 """
 
 import datetime
+import functools
 import json
 import os
 import platform
@@ -26,7 +27,12 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, bmm_flop, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import (
+    FlopCounterMode,
+    bmm_flop,
+    sdpa_backward_flop_count,
+    sdpa_flop_count,
+)
 from tqdm.auto import tqdm
 
 aten = torch.ops.aten
@@ -59,6 +65,16 @@ def count_flops(fn: Callable[[], object]) -> int:
     with counter:
         fn()
     return int(counter.get_total_flops())
+
+
+def step_flops(step) -> float:
+    """Mean FLOPs of one training step (``bench_setup.TrainStep``) over its batches: masks change the row subsets
+    that some models run on, so the count varies from batch to batch."""
+    counts = []
+    for batch in step.batches:
+        counts.append(count_flops(functools.partial(step.forward_backward, batch)))
+        step.optimizer.zero_grad(set_to_none=True)
+    return statistics.mean(counts)
 
 
 # ------------------------------------------------------------------------------------------------ memory

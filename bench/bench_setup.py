@@ -33,10 +33,16 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "train_scripts") not in sys.path:  # MaskingArguments: the pre-training script's masking defaults
     sys.path.insert(0, str(REPO / "train_scripts"))
 
-from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining  # noqa: E402
-from maskvl_processing import CaptionTagger, MaskVLDataCollator, MaskVLImageProcessor, train_wordpiece_tokenizer  # noqa: E402
-from maskvl_processing.synthetic_scenes import make_synthetic_dataset  # noqa: E402
-from pretrain_args import MaskingArguments  # noqa: E402
+from maskvl_processing import (
+    CaptionTagger,
+    MaskVLDataCollator,
+    MaskVLImageProcessor,
+    train_wordpiece_tokenizer,
+)
+from maskvl_processing.synthetic_scenes import make_synthetic_dataset
+from pretrain_args import MaskingArguments
+
+from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining
 
 MASKVL_MODELS = ("maskvlm", "maskvlm-1pass", "mlim", "lxmert")
 BASELINES = ("flava", "vilt")

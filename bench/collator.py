@@ -30,19 +30,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import datasets
-import torch
 from transformers import DataCollatorForLanguageModeling, HfArgumentParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_measure import (describe_machine, interleaved_times, load_average, machine_info,  # noqa: E402
-                           markdown_table, paired_ratio, write_json)
-from bench_setup import BenchSize, caption_data, preset_step  # noqa: E402
+from bench_measure import (
+    describe_machine,
+    interleaved_times,
+    load_average,
+    machine_info,
+    markdown_table,
+    paired_ratio,
+    write_json,
+)
+from bench_setup import BenchSize, caption_data, preset_step
+from maskvl_processing import (
+    IMAGE_MASKING_POLICIES,
+    TEXT_MASKING_POLICIES,
+    CaptionTagger,
+    MaskVLDataCollator,
+)
+from maskvl_processing.synthetic_scenes import make_synthetic_dataset
+from pretrain_args import MaskingArguments
 
-from maskvl_processing import (IMAGE_MASKING_POLICIES, TEXT_MASKING_POLICIES, CaptionTagger,  # noqa: E402
-                               MaskVLDataCollator)
-from maskvl_processing.synthetic_scenes import make_synthetic_dataset  # noqa: E402
-from modeling_maskvl import MaskVLConfig  # noqa: E402
-from pretrain_args import MaskingArguments  # noqa: E402
+from modeling_maskvl import MaskVLConfig
 
 TARGET_STEP_FRACTION = 0.05
 HF_MLM = "transformers DataCollatorForLanguageModeling (text only)"

@@ -26,9 +26,19 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import HfArgumentParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_measure import (CPU_ATTENTION_FLOPS, count_flops, describe_machine, interleaved_times,  # noqa: E402
-                           load_average, machine_info, markdown_table, matmul_peak, resolve_device, write_json)
-from bench_setup import ALL_MODELS, BenchSize, build_step, caption_data, vilt_config  # noqa: E402
+from bench_measure import (
+    CPU_ATTENTION_FLOPS,
+    describe_machine,
+    interleaved_times,
+    load_average,
+    machine_info,
+    markdown_table,
+    matmul_peak,
+    resolve_device,
+    step_flops,
+    write_json,
+)
+from bench_setup import ALL_MODELS, BenchSize, build_step, caption_data, vilt_config
 
 TARGET_FRACTION = 0.75
 
@@ -163,17 +173,14 @@ def main(argv=None):
 
     results, rows = {}, []
     for name, step in steps.items():
-        flops = []
-        for batch in step.batches:
-            flops.append(count_flops(lambda: step.forward_backward(batch)))
-            step.optimizer.zero_grad(set_to_none=True)
+        flops = step_flops(step)
         seconds = timings.select(name, rounds)
-        per_round = sorted(statistics.mean(flops) / s / peak for s in seconds)
-        fraction = statistics.mean(flops) / statistics.median(seconds) / peak
-        results[name] = {"flops_per_step": statistics.mean(flops), "seconds_median": statistics.median(seconds),
+        per_round = sorted(flops / s / peak for s in seconds)
+        fraction = flops / statistics.median(seconds) / peak
+        results[name] = {"flops_per_step": flops, "seconds_median": statistics.median(seconds),
                          "fraction_of_peak": fraction, "fraction_min": per_round[0], "fraction_max": per_round[-1]}
-        rows.append([name, f"{statistics.mean(flops) / 1e9:.1f}", f"{statistics.median(seconds):.3f}",
-                     f"{statistics.mean(flops) / statistics.median(seconds) / 1e9:.0f}",
+        rows.append([name, f"{flops / 1e9:.1f}", f"{statistics.median(seconds):.3f}",
+                     f"{flops / statistics.median(seconds) / 1e9:.0f}",
                      f"{100 * fraction:.0f}% ({100 * per_round[0]:.0f}–{100 * per_round[-1]:.0f})",
                      "✓" if fraction >= TARGET_FRACTION else "✗"])
 

@@ -9,18 +9,24 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import bench_measure
+import pytest
+import torch
+import torch.nn.functional as F
+from bench_measure import (
+    Timings,
+    count_flops,
+    interleaved_times,
+    paired_ratio,
+    peak_step_memory,
+    static_bytes,
+    summarize,
+)
+from bench_setup import BenchSize, build_model, vilt_config
+from torch.utils.flop_counter import FlopCounterMode
 
-import bench_measure  # noqa: E402
-from bench_measure import (Timings, count_flops, interleaved_times, paired_ratio, peak_step_memory,  # noqa: E402
-                           static_bytes, summarize)
-from bench_setup import BenchSize, build_model, vilt_config  # noqa: E402
-
-TINY = dict(hidden_size=32, num_layers=1, num_heads=2, image_size=32, patch_size=16, text_length=8, batch_size=4,
-            vocab_size=64)
+TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "image_size": 32, "patch_size": 16, "text_length": 8,
+        "batch_size": 4, "vocab_size": 64}
 
 
 def _attention_inputs():

@@ -30,10 +30,27 @@ import torch
 from transformers import HfArgumentParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_measure import (count_flops, describe_machine, interleaved_times, load_average, machine_info,  # noqa: E402
-                           markdown_table, paired_ratio, peak_step_memory, resolve_device, summarize, write_json)
-from bench_setup import (ALL_MODELS, BenchSize, build_step, caption_data, num_parameters,  # noqa: E402
-                         random_token_data)
+from bench_measure import (
+    describe_machine,
+    interleaved_times,
+    load_average,
+    machine_info,
+    markdown_table,
+    paired_ratio,
+    peak_step_memory,
+    resolve_device,
+    step_flops,
+    summarize,
+    write_json,
+)
+from bench_setup import (
+    ALL_MODELS,
+    BenchSize,
+    build_step,
+    caption_data,
+    num_parameters,
+    random_token_data,
+)
 
 TARGET_FLAVA_SPEEDUP = 1.5  # maskvlm samples/s over FLAVA's, matched size
 
@@ -85,15 +102,6 @@ def _fmt(x: float, digits: int = 1) -> str:
     return f"{x:.{digits}f}"
 
 
-def measure_flops(step) -> float:
-    """Mean matmul FLOPs of one training step over the model's batches (masks change the row subsets)."""
-    counts = []
-    for batch in step.batches:
-        counts.append(count_flops(lambda: step.forward_backward(batch)))
-        step.optimizer.zero_grad(set_to_none=True)
-    return statistics.mean(counts)
-
-
 # ------------------------------------------------------------------------------------------ comparison
 def compare(size: BenchSize, args: TrainStepBenchArguments, data) -> dict:
     steps = {name: build_step(name, size, data, args.num_batches, args.seed, args.device) for name in args.models}
@@ -104,7 +112,7 @@ def compare(size: BenchSize, args: TrainStepBenchArguments, data) -> dict:
     for name, step in steps.items():
         results[name] = {
             "parameters": num_parameters(step.model),
-            "flops_per_step": measure_flops(step),
+            "flops_per_step": step_flops(step),
             "memory": peak_step_memory(step, args.device),
             "samples_per_s": summarize(timings.select(name, rounds), size.batch_size),
             "seconds_all_rounds": timings.seconds[name],
@@ -132,7 +140,7 @@ def comparison_table(report: dict, size: BenchSize) -> str:
     for name, res in report["models"].items():
         sps = res["samples_per_s"]
 
-        def ratio(key):
+        def ratio(key, res=res):
             r = res.get(key)
             return f"{r['median']:.2f}× ({r['min']:.2f}–{r['max']:.2f})" if r else "–"
 
@@ -189,7 +197,7 @@ def scaling_curve(model: str, axis: str, values: list[int], size: BenchSize, arg
         points.append({"image_size": point.image_size, "patches": point.num_patches, "text_length": point.text_length,
                        "tokens": point.num_patches + 1 + point.text_length,
                        "seconds_median": statistics.median(seconds), "seconds_min": min(seconds),
-                       "seconds_max": max(seconds), "flops_per_step": measure_flops(step)})
+                       "seconds_max": max(seconds), "flops_per_step": step_flops(step)})
     return {"model": model, "axis": axis, "points": points, "rounds_note": note, "quiet": quiet}
 
 
