@@ -8,6 +8,7 @@ Note: in transformers 5.x `BertTokenizerFast(vocab_file=...)` silently ignores t
 `load_tokenizer(path)` (AutoTokenizer on a folder) or `BertTokenizer(vocab=...)` instead.
 """
 
+from collections import Counter
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -22,6 +23,9 @@ SPECIAL_TOKENS = {
 }
 
 
+_WORD_START = "\u2581"  # marks the first piece of a word while the merges are learned
+
+
 def train_wordpiece_tokenizer(
     captions: Iterable[str],
     vocab_size: int = 8000,
@@ -32,18 +36,52 @@ def train_wordpiece_tokenizer(
     """Train a BERT-style WordPiece tokenizer on `captions` (offline, a few seconds for 100k captions).
 
     The special tokens come first in the vocabulary: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
-    Encoding adds `[CLS] ... [SEP]` (and `[SEP]` between pairs) like BERT.
+    Encoding adds `[CLS] ... [SEP]` (and `[SEP]` between pairs) like BERT. Every character of the corpus is in
+    the vocabulary both word-initially and as a `##` continuation (so no word made of seen characters becomes
+    [UNK]); when `vocab_size` is smaller than that base the vocabulary is the base alone.
+
+    Deterministic: the same captions and arguments give the same vocabulary, with the same ids, in every
+    process. (`tokenizers`' own `WordPieceTrainer` is not: it numbers the `##` pieces in hash-map order,
+    and merge ties are broken by those numbers, huggingface/tokenizers#1794.) The merges are therefore
+    learned by `tokenizers`' `BpeTrainer` without a continuing-subword prefix, on words written with a
+    word-start marker, which numbers every token deterministically; the learned pieces are then renamed
+    to WordPiece form (word-initial pieces as they are, the others with `##`).
     """
-    tokenizer = Tokenizer(models.WordPiece(unk_token=SPECIAL_TOKENS["unk_token"]))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece(prefix="##")
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=list(SPECIAL_TOKENS.values()),
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+
+    def words():
+        for caption in captions:
+            for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(caption)):
+                yield _WORD_START + word
+
+    word_counts = Counter(words())
+    alphabet = sorted({char for word in word_counts for char in word[1:]})
+    specials = list(SPECIAL_TOKENS.values())
+    # every character both as a word start and as a continuation, so no word of known characters is [UNK]
+    base = [*specials, *alphabet, *("##" + char for char in alphabet)]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.BpeTrainer(
+        # room for its alphabet, the marker and the word-start characters that duplicate `base`; cut below
+        vocab_size=max(vocab_size - len(base), 0) + 2 * len(alphabet) + 1,
+        min_frequency=min_frequency, show_progress=False,
     )
-    tokenizer.train_from_iterator((caption for caption in captions), trainer=trainer)
+    bpe.train_from_iterator((" ".join([word] * count) for word, count in sorted(word_counts.items())), trainer)
+    vocab = dict.fromkeys(base)
+    for piece, _ in sorted(bpe.get_vocab().items(), key=lambda item: item[1]):
+        if piece.startswith(_WORD_START):
+            piece = piece[1:]
+        elif len(piece) > 1:
+            piece = "##" + piece
+        if piece and len(vocab) < max(vocab_size, len(base)):
+            vocab.setdefault(piece)
+    tokenizer = Tokenizer(models.WordPiece({piece: i for i, piece in enumerate(vocab)},
+                                           unk_token=SPECIAL_TOKENS["unk_token"]))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    tokenizer.add_special_tokens(specials)
     cls_id = tokenizer.token_to_id(SPECIAL_TOKENS["cls_token"])
     sep_id = tokenizer.token_to_id(SPECIAL_TOKENS["sep_token"])
     tokenizer.post_processor = processors.TemplateProcessing(

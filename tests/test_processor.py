@@ -2,6 +2,8 @@
 
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import PIL.Image
@@ -40,6 +42,30 @@ def test_trained_wordpiece_tokenizer(trained_tokenizer):
     assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id and tok.unk_token_id not in ids
     assert tok.decode(ids, skip_special_tokens=True) == "a man riding a horse"
     assert tok(["a", "man"], is_split_into_words=True).word_ids() == [None, 0, 1, None]
+
+
+def test_trained_tokenizer_is_deterministic_across_processes(tmp_path):
+    """Same captions, same vocabulary and ids in every process (tokenizers' WordPieceTrainer alone is not:
+    its `##` ids follow hash-map order, which differs per process). A binding vocab size makes ties likely."""
+    code = (
+        "import json, sys\n"
+        "from maskvl_processing import train_wordpiece_tokenizer\n"
+        f"captions = {CAPTIONS[:4]!r} * 3 + ['the quick brown fox jumps over the lazy dog', 'zebras graze']\n"
+        "for size in (70, 90, 400):\n"
+        "    print(json.dumps(sorted(train_wordpiece_tokenizer(captions, vocab_size=size).get_vocab().items())))\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+    sizes = [len(json.loads(line)) for line in runs[0].splitlines()]
+    assert sizes[0] == 70 and sizes[1] == 90 and sizes[2] < 400  # fills a binding budget exactly
+
+
+def test_trained_tokenizer_never_unknown_on_its_own_characters():
+    tok = train_wordpiece_tokenizer(["abc abd", "xyz"], vocab_size=20)
+    ids = tok("zyx cab bad dzz")["input_ids"]
+    assert tok.unk_token_id not in ids
+    assert tok.decode(ids, skip_special_tokens=True) == "zyx cab bad dzz"
 
 
 def test_pretrained_vocab_loads_offline():
