@@ -23,6 +23,7 @@ FUSION_TYPES = ("cross", "co_attention", "single_stream")
 PATCH_EMBEDDERS = ("linear", "conv")
 MIM_LOSSES = ("l1", "l2")
 MASKED_MODELING_PASSES = ("separate", "joint")
+ITC_FEATURE_NORMS = ("batch", "none")
 
 
 class MaskVLCrossModalConfig(PretrainedConfig):
@@ -74,6 +75,11 @@ class MaskVLConfig(PretrainedConfig):
         norm_pix_loss (`bool`): normalise each target patch by its own mean / std (MAE).
         projection_dim (`int`): ITC embedding size. logit_scale_init_value (`float`): initial log inverse
             temperature of ITC (log(1/0.07) as in CLIP).
+        itc_feature_norm (`str`): "batch" (default) -- batch-centre and scale the projected ITC features
+            before L2 normalisation (`BatchNorm1d` without affine, running statistics in eval mode; as in the
+            BN projection heads of SimCLR / MoCo v3). Towers trained from scratch give nearly the same CLS
+            state for every input, and plain projections then collapse (ITC stuck at ln(batch)). "none" --
+            the plain linear projection of ALBEF / MaskVLM (fine from pretrained towers).
         preset (`str`, optional): name of the preset the config was built from (for the record).
     """
 
@@ -100,6 +106,7 @@ class MaskVLConfig(PretrainedConfig):
     norm_pix_loss: bool = False
     projection_dim: int = 256
     logit_scale_init_value: float = 2.6592
+    itc_feature_norm: str = "batch"
     initializer_range: float = 0.02
     preset: str | None = None
 
@@ -118,6 +125,7 @@ class MaskVLConfig(PretrainedConfig):
         check_choice("vision_config.patch_embedder", self.vision_config.patch_embedder, PATCH_EMBEDDERS)
         check_choice("mim_loss", self.mim_loss, MIM_LOSSES)
         check_choice("masked_modeling_passes", self.masked_modeling_passes, MASKED_MODELING_PASSES)
+        check_choice("itc_feature_norm", self.itc_feature_norm, ITC_FEATURE_NORMS)
         for name, sub in (("text_config", self.text_config), ("vision_config", self.vision_config),
                           ("cross_modal_config", self.cross_modal_config)):
             if sub.hidden_size % sub.num_attention_heads != 0:

@@ -24,7 +24,8 @@ from transformers.utils import ModelOutput
 
 from .configuration_maskvl import MaskVLConfig
 from .fusion import MaskVLFusion, additive_key_mask
-from .heads import MaskVLAnswerHead, MaskVLITMHead, MaskVLMLMHead, MaskVLPixelDecoder, MaskVLPooler
+from .heads import (MaskVLAnswerHead, MaskVLFeatureNorm, MaskVLITMHead, MaskVLMLMHead, MaskVLPixelDecoder,
+                    MaskVLPooler)
 from .losses import (contrastive_loss, itm_loss, masked_image_loss, masked_lm_loss, mlm_accuracy, vqa_loss,
                      weighted_total)
 from .patch_embedding import ConvPatchEmbeddings
@@ -298,8 +299,12 @@ class MaskVLModel(MaskVLPreTrainedModel):
             self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
             self.visual_projection = nn.Linear(config.vision_config.hidden_size, config.projection_dim, bias=False)
             self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
+            batch_norm = config.itc_feature_norm == "batch"
+            self.text_projection_norm = MaskVLFeatureNorm(config.projection_dim) if batch_norm else nn.Identity()
+            self.visual_projection_norm = MaskVLFeatureNorm(config.projection_dim) if batch_norm else nn.Identity()
         else:
             self.text_projection = self.visual_projection = self.logit_scale = None
+            self.text_projection_norm = self.visual_projection_norm = None
         self.post_init()
 
     @staticmethod
@@ -326,27 +331,33 @@ class MaskVLModel(MaskVLPreTrainedModel):
         return self.fusion(self.text_to_fusion(text_states), attention_mask, self.image_to_fusion(image_states),
                            return_text=return_text, return_image=return_image)
 
-    def contrastive_embeddings(self, text_states, image_states):
-        """Unimodal CLS states -> L2-normalised ITC embeddings (B, projection_dim) each."""
+    def _require_itc(self):
         if self.text_projection is None:
             raise ValueError("This MaskVL model has no ITC projections (config.use_itc_head=False).")
-        text_embeds = nn.functional.normalize(self.text_projection(text_states[:, 0]), dim=-1)
-        image_embeds = nn.functional.normalize(self.visual_projection(image_states[:, 0]), dim=-1)
-        return text_embeds, image_embeds
+
+    def _text_embeds(self, text_states):
+        """Unimodal text states (B, T, Dt) -> L2-normalised ITC embeddings of the CLS token (B, projection_dim)."""
+        return nn.functional.normalize(self.text_projection_norm(self.text_projection(text_states[:, 0])), dim=-1)
+
+    def _image_embeds(self, image_states):
+        """Unimodal image states (B, 1 + N, Dv) -> L2-normalised ITC embeddings of the CLS token."""
+        return nn.functional.normalize(self.visual_projection_norm(self.visual_projection(image_states[:, 0])),
+                                       dim=-1)
+
+    def contrastive_embeddings(self, text_states, image_states):
+        """Unimodal CLS states -> L2-normalised ITC embeddings (B, projection_dim) each."""
+        self._require_itc()
+        return self._text_embeds(text_states), self._image_embeds(image_states)
 
     def get_text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
         """Normalised ITC text embeddings (B, projection_dim)."""
-        if self.text_projection is None:
-            raise ValueError("This MaskVL model has no ITC projections (config.use_itc_head=False).")
-        states = self.encode_text(input_ids, attention_mask, token_type_ids)
-        return nn.functional.normalize(self.text_projection(states[:, 0]), dim=-1)
+        self._require_itc()
+        return self._text_embeds(self.encode_text(input_ids, attention_mask, token_type_ids))
 
     def get_image_features(self, pixel_values) -> torch.Tensor:
         """Normalised ITC image embeddings (B, projection_dim)."""
-        if self.visual_projection is None:
-            raise ValueError("This MaskVL model has no ITC projections (config.use_itc_head=False).")
-        states = self.encode_image(pixel_values)
-        return nn.functional.normalize(self.visual_projection(states[:, 0]), dim=-1)
+        self._require_itc()
+        return self._image_embeds(self.encode_image(pixel_values))
 
     def forward(self, input_ids=None, attention_mask=None, pixel_values=None, bool_masked_pos=None,
                 token_type_ids=None, return_dict=None, **kwargs) -> MaskVLModelOutput:

@@ -75,6 +75,7 @@ def test_unknown_preset_lists_valid_ones():
     (dict(vision_config={"image_size": 36}), "vision_config.image_size"),
     (dict(cross_modal_config={"fusion_type": "late"}), "cross_modal_config.fusion_type"),
     (dict(mim_loss="huber"), "mim_loss"),
+    (dict(itc_feature_norm="layer"), "itc_feature_norm"),
 ])
 def test_bad_config_names_the_field(overrides, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
@@ -194,6 +195,56 @@ def test_every_pretraining_head_learns_one_batch(preset):
     for name, value in first.items():
         if value is not None:
             assert last[name] < 0.8 * value, f"{preset}: {name} went {value.item():.3f} -> {last[name].item():.3f}"
+
+
+def _colour_pairs(colours, rows, generator):
+    """Solid-colour images and one-word captions naming the colour: ITC is learnable, but every unimodal CLS
+    state starts almost the same."""
+    picked = torch.randint(0, len(colours), (rows,), generator=generator)
+    pixel_values = colours[picked][:, :, None, None].expand(rows, 3, IMAGE, IMAGE).clone()
+    input_ids = torch.stack([torch.tensor([2, 10 + int(k), 11, 3]) for k in picked])
+    return dict(input_ids=input_ids, pixel_values=pixel_values)
+
+
+@pytest.mark.parametrize("norm", ["batch", "none"])
+def test_itc_trains_from_scratch_with_batch_feature_norm(norm):
+    """Plain projections of from-scratch towers collapse (ITC stays at ln(batch)); batch-centred ones learn."""
+    torch.manual_seed(0)
+    config = tiny_config(mlm_weight=0.0, mim_weight=0.0, itm_weight=0.0, itc_feature_norm=norm,
+                         text_config={"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+    model = MaskVLForPreTraining(config).train()
+    g = torch.Generator().manual_seed(0)
+    colours = torch.rand(16, 3, generator=g) * 2 - 1
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(40):
+        loss = model(**_colour_pairs(colours, 32, g)).loss
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    with torch.no_grad():
+        final = torch.stack([model(**_colour_pairs(colours, 32, g)).loss for _ in range(3)]).mean()
+    chance = torch.log(torch.tensor(32.0))
+    if norm == "batch":
+        assert final < 0.75 * chance, f"ITC {final:.3f} vs chance {chance:.3f}"
+    else:  # the failure the feature norm fixes: still at chance after the same budget
+        assert final > 0.95 * chance, f"ITC {final:.3f} vs chance {chance:.3f}"
+
+
+def test_itc_feature_norm_uses_running_statistics_at_eval_and_accepts_one_row():
+    torch.manual_seed(0)
+    model = MaskVLModel(tiny_config())
+    batch = make_batch(model.config, itm=False)
+    model.train()
+    model.get_text_features(batch["input_ids"][:1])  # a batch of one in training mode does not crash
+    for _ in range(3):
+        model.get_text_features(batch["input_ids"], batch["attention_mask"])
+    assert model.text_projection_norm.num_batches_tracked == 3
+    model.eval()
+    with torch.no_grad():
+        together = model.get_image_features(batch["pixel_values"])
+        alone = torch.cat([model.get_image_features(batch["pixel_values"][i:i + 1]) for i in range(4)])
+    torch.testing.assert_close(together, alone)  # per example at eval: no batch dependence
+    assert torch.allclose(together.norm(dim=-1), torch.ones(4))
 
 
 def test_masked_lm_qa_and_retrieval_heads_learn():

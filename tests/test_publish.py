@@ -152,6 +152,12 @@ def test_dry_run_folder_works_without_the_package(checkpoint, tmp_path):
 
     snippet = re.search(r"## How to use.*?```python\n(.*?)```", card, re.DOTALL).group(1)
     assert len(snippet.strip().splitlines()) == 3
+    snippet_text = re.search(r'text="([^"]+)"', snippet).group(1)  # the card's own example sentence
+    inputs = processor(images=[Image.open(image).convert("RGB")], text=[snippet_text], return_tensors="pt")
+    with torch.no_grad():
+        snippet_logits = MaskVLForMaskedLM.from_pretrained(out).eval()(**inputs).logits[0]
+    position = (inputs["input_ids"][0] == processor.tokenizer.mask_token_id).nonzero().item()
+    snippet_top = snippet_logits.softmax(-1)[position].topk(5)
     snippet = snippet.replace("someone/maskvlm-objects", str(out))
     snippet = re.sub(r"'https://[^']+'", repr(image), snippet).replace("print(", "snippet_result = (")
     result = run_isolated(f"""
@@ -185,7 +191,7 @@ def test_dry_run_folder_works_without_the_package(checkpoint, tmp_path):
     torch.testing.assert_close(torch.tensor(result["pooled"]), pooled, rtol=1e-5, atol=1e-6)
     assert result["tokens"] == top.indices.tolist()
     torch.testing.assert_close(torch.tensor(result["scores"]), top.values, rtol=1e-5, atol=1e-7)
-    assert result["snippet_tokens"] == top.indices.tolist()
+    assert result["snippet_tokens"] == snippet_top.indices.tolist()
 
 
 class FakeHfApi:

@@ -370,10 +370,22 @@ class GuardedTrainerMixin:
         self.nonfinite_batches: list[tuple[int, str]] = []
         self._skipped_in_step = False
         self._loss_hook = None
+        self._stats_hook = None
+        self._running_stats: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._staging_run_dir = None
         self._pending_push = False
 
     # ---- non-finite losses and gradients ----------------------------------------------------------------
+    def _snapshot_running_stats(self, module, args, kwargs):
+        """Forward pre-hook (skip mode, training): copy the batch-norm running statistics (e.g. the ITC feature
+        norm), so that a skipped batch leaves no trace in them either."""
+        self._running_stats = []
+        if module.training and torch.is_grad_enabled():
+            for norm in module.modules():
+                if isinstance(norm, torch.nn.modules.batchnorm._NormBase) and norm.track_running_stats:
+                    self._running_stats += [(b, b.detach().clone()) for b in norm.buffers() if b is not None]
+        return None
+
     def _check_training_loss(self, module, args, kwargs, output):
         """Forward hook: stop on (or neutralise) a non-finite training loss before its backward pass."""
         loss = getattr(output, "loss", None)
@@ -390,6 +402,9 @@ class GuardedTrainerMixin:
             )
         self.nonfinite_batches.append((step, description))
         self._skipped_in_step = True
+        with torch.no_grad():
+            for buffer, saved in self._running_stats:  # undo this batch's running-statistics update
+                buffer.copy_(saved)
         logger.warning("step %d: skipping a batch with a non-finite loss: %s", step, description)
         trainable = [p for p in module.parameters() if p.requires_grad]
         # Zero gradient for every parameter (DDP expects one for each) and the NaN value kept for the logs
@@ -517,12 +532,20 @@ class GuardedTrainerMixin:
         if self._loss_hook is not None:
             self._loss_hook.remove()
         self._loss_hook = self.model.register_forward_hook(self._check_training_loss, with_kwargs=True)
+        if self._stats_hook is not None:
+            self._stats_hook.remove()
+            self._stats_hook = None
+        if self.on_nonfinite_loss == "skip":
+            self._stats_hook = self.model.register_forward_pre_hook(self._snapshot_running_stats, with_kwargs=True)
         self.nonfinite_batches = []
         try:
             output = super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
         finally:
             self._loss_hook.remove()
             self._loss_hook = None
+            if self._stats_hook is not None:
+                self._stats_hook.remove()
+                self._stats_hook = None
         if self.on_nonfinite_loss == "skip":
             output.metrics["nonfinite_skipped_batches"] = len(self.nonfinite_batches)
             if self.nonfinite_batches:
