@@ -75,11 +75,14 @@ class MaskVLConfig(PretrainedConfig):
         norm_pix_loss (`bool`): normalise each target patch by its own mean / std (MAE).
         projection_dim (`int`): ITC embedding size. logit_scale_init_value (`float`): initial log inverse
             temperature of ITC (log(1/0.07) as in CLIP).
-        itc_feature_norm (`str`): "batch" (default) -- batch-centre and scale the projected ITC features
-            before L2 normalisation (`BatchNorm1d` without affine, running statistics in eval mode; as in the
-            BN projection heads of SimCLR / MoCo v3). Towers trained from scratch give nearly the same CLS
-            state for every input, and plain projections then collapse (ITC stuck at ln(batch)). "none" --
-            the plain linear projection of ALBEF / MaskVLM (fine from pretrained towers).
+        itc_feature_norm (`str`): "none" (default) -- the plain linear projection of ALBEF / MaskVLM, right for
+            pretrained towers; "batch" -- batch-centre and scale the projected features before L2 normalisation
+            (`BatchNorm1d` without affine, running statistics in eval mode, as in the BN projection heads of
+            SimCLR / MoCo v3). Towers trained from scratch give nearly the same CLS state for every input
+            (cosine 0.998-1.0 at init on the embedded data); with "none" ITC then collapses onto that shared
+            state and stays at ln(batch), with "batch" it learns. Measured on the default pre-training run
+            at 2,000 steps (docs/pretraining.md): retrieval R@10 0.11 vs 0.04 (chance 0.02), but held-out MLM
+            accuracy 0.49 vs 0.67 -- the tiny towers trade MLM for ITC.
         preset (`str`, optional): name of the preset the config was built from (for the record).
     """
 
@@ -106,7 +109,7 @@ class MaskVLConfig(PretrainedConfig):
     norm_pix_loss: bool = False
     projection_dim: int = 256
     logit_scale_init_value: float = 2.6592
-    itc_feature_norm: str = "batch"
+    itc_feature_norm: str = "none"
     initializer_range: float = 0.02
     preset: str | None = None
 

@@ -232,7 +232,7 @@ def test_itc_trains_from_scratch_with_batch_feature_norm(norm):
 
 def test_itc_feature_norm_uses_running_statistics_at_eval_and_accepts_one_row():
     torch.manual_seed(0)
-    model = MaskVLModel(tiny_config())
+    model = MaskVLModel(tiny_config(itc_feature_norm="batch"))
     batch = make_batch(model.config, itm=False)
     model.train()
     model.get_text_features(batch["input_ids"][:1])  # a batch of one in training mode does not crash

@@ -113,11 +113,13 @@ def test_inf_loss_part_stops_the_run_naming_step_and_part(tmp_path, monkeypatch)
 
 @pytest.fixture(scope="module")
 def skip_run(tmp_path_factory):
-    """4 steps, checkpoint every step, NaN pixel values in step 2, --on_nonfinite_loss skip."""
+    """4 steps, checkpoint every step, NaN pixel values in step 2, --on_nonfinite_loss skip. The ITC batch
+    norm is on, so its running statistics (buffers, updated by the forward pass) must be restored too."""
     out = tmp_path_factory.mktemp("skip-run")
     with pytest.MonkeyPatch.context() as monkeypatch:
         with_callbacks(monkeypatch, NaNPixelsAt(2))
-        trainer = pretrain.main(tiny_args(out, "--on_nonfinite_loss", "skip", save_steps=1))
+        trainer = pretrain.main(tiny_args(out, "--on_nonfinite_loss", "skip", "--config_overrides",
+                                          '{"itc_feature_norm": "batch"}', save_steps=1))
     return trainer, out
 
 
@@ -129,6 +131,8 @@ def test_skipped_nan_batch_changes_no_weight_and_is_counted(skip_run):
     assert json.loads((out / "train_results.json").read_text())["nonfinite_skipped_batches"] == 1
     after = {step: weights(out / f"checkpoint-{step}") for step in (1, 2, 3)}
     assert torch.equal(after[1], after[2])  # step 2 skipped: no update, no momentum, no weight decay
+    tensors = safetensors.torch.load_file(os.path.join(out, "checkpoint-2", "model.safetensors"))
+    assert "maskvl.text_projection_norm.running_mean" in tensors  # the BN buffers are among the compared weights
     assert not torch.equal(after[2], after[3])  # training went on
     assert all(torch.isfinite(w).all() for w in after.values()) and torch.isfinite(weights(out)).all()
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
