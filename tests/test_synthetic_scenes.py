@@ -219,14 +219,28 @@ def test_splits_do_not_overlap():
     assert ss.make_synthetic_splits(20, 5, seed=0)["train"]["caption"] == splits["train"]["caption"][:20]
 
 
-@pytest.mark.parametrize("image_size", [32, 96, 224])
+def test_small_images_keep_every_relation_and_scene_size():
+    """At 16 px the redraw of unplaceable scenes still yields every relation and 1-3 objects."""
+    ds = ss.make_synthetic_dataset(300, seed=2, image_size=16)
+    assert {rel["relation"] for row in ds for rel in row["relations"]} == set(ss.RELATIONS)
+    assert {len(row["layout"]) for row in ds} == {1, 2, 3}
+
+
+def test_too_small_image_size_is_refused():
+    with pytest.raises(ValueError, match="image_size must be >= 16"):
+        ss.make_synthetic_dataset(3, image_size=12)
+
+
+@pytest.mark.parametrize("image_size", [16, 20, 32, 96, 224])
 def test_other_image_sizes(image_size):
-    ds = ss.make_synthetic_dataset(30, seed=1, image_size=image_size)
+    """Every size from the documented minimum (16 px) works; small ones used to fail to place some scenes."""
+    ds = ss.make_synthetic_dataset(200 if image_size <= 20 else 30, seed=1, image_size=image_size)
     for row in ds:
         assert row["image"].size == (image_size, image_size) and row["image"].mode == "RGB"
         for entry in row["layout"]:
             obj = _scene_object(entry)
             assert obj.radius <= obj.x <= image_size - obj.radius
+            assert obj.radius <= obj.y <= image_size - obj.radius
             for rel in row["relations"]:
                 a, b = (_scene_object(row["layout"][rel[k]]) for k in ("subject", "object"))
                 assert ss.relation_holds(a, b, rel["relation"], image_size)
