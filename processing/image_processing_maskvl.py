@@ -28,6 +28,26 @@ from .errors import MaskVLDataError, describe_item
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
+def _check_array_ranks(images) -> None:
+    """Arrays / tensors must be one image (2 or 3 dims) or a batch of images (4 dims); name the bad one."""
+    def rank(item):
+        return item.ndim if isinstance(item, np.ndarray) or hasattr(item, "detach") else None
+
+    top = rank(images)
+    if top is not None:
+        if top not in (2, 3, 4):
+            raise MaskVLDataError(f"image array has {top} dimensions, shape {tuple(images.shape)}; expected one image "
+                                  "(H, W), (H, W, C) or (C, H, W), or a batch of them (B, ...)")
+        return
+    if isinstance(images, (list, tuple)):
+        flat = [item for group in images for item in (group if isinstance(group, (list, tuple)) else [group])]
+        for index, item in enumerate(flat):
+            if rank(item) is not None and rank(item) not in (2, 3, 4):
+                raise MaskVLDataError(f"{describe_item(index)}: image array has {rank(item)} dimensions, shape "
+                                      f"{tuple(item.shape)}; expected one image (H, W), (H, W, C) or (C, H, W), "
+                                      "or a batch of them (B, ...)")
+
+
 class MaskVLImageProcessorKwargs(ImagesKwargs, total=False):
     """`ImagesKwargs` plus the ViT patch size (used by the collator to size image masks)."""
 
@@ -122,7 +142,12 @@ class MaskVLImageProcessor(PilBackend):
 
     def _prepare_image_like_inputs(self, images, *args, expected_ndims: int = 3, **kwargs) -> list[Any]:
         """Like the base method, but a failing image raises `MaskVLDataError` naming its index."""
-        images = self._prepare_images_structure(images, expected_ndims=expected_ndims)
+        _check_array_ranks(images)
+        try:
+            images = self._prepare_images_structure(images, expected_ndims=expected_ndims)
+        except ValueError as error:  # the base message prints whole arrays
+            raise MaskVLDataError(f"cannot read the images as one image or a list of images: "
+                                  f"{str(error)[:200]}") from None
         prepared = []
         for index, image in enumerate(images):
             try:

@@ -371,6 +371,9 @@ class CaptionTagger:
                         raise MaskVLDataError(f"{name}: caption is {type(caption).__name__}, not a string")
                     if not caption.strip():
                         raise MaskVLDataError(f"{name}: caption is empty or whitespace ({caption!r})")
+                    if not any(char.isprintable() and not char.isspace() for char in caption):
+                        raise MaskVLDataError(f"{name}: caption has no visible characters, only control or "
+                                              f"format characters ({caption[:40]!r})")
                     valid_rows.append(row)
                     valid_captions.append(caption)
             except MaskVLDataError as error:

@@ -131,8 +131,6 @@ def test_tagger_keeps_odd_captions_and_names_bad_ones(tokenizer):
     assert len(out["input_ids"][list(odd).index("very_long")]) == 40  # truncated, not dropped
 
     for name, caption in bad_captions().items():
-        if name == "control_chars":
-            continue  # tagged to [CLS] [SEP]: caught by screen_examples (test below), see docs/robustness.md
         with pytest.raises(MaskVLDataError, match=r"item 7 \(field 'caption'\)"):
             CaptionTagger(tokenizer)({"caption": ["a red circle", caption]}, [6, 7])
     with pytest.raises(MaskVLDataError, match=r"column 'caption' is missing \(available: \['text'\]\)"):
@@ -140,7 +138,7 @@ def test_tagger_keeps_odd_captions_and_names_bad_ones(tokenizer):
 
 
 def test_tagger_skip_mode_counts_exactly_the_bad_captions(tokenizer):
-    bad = {k: v for k, v in bad_captions().items() if k != "control_chars"}
+    bad = bad_captions()
     captions = list(odd_captions().values()) + list(bad.values())
     tagger = CaptionTagger(tokenizer, on_error="skip")
     out = tagger({"caption": captions}, list(range(len(captions))))
@@ -220,11 +218,20 @@ def test_screen_examples_on_a_stream_counts_while_reading(fuzz):
     assert len(captions) == len(fuzz.good) and report.skipped == len(fuzz.bad) and report.total is None
 
 
-def test_tagged_control_character_caption_is_screened_out(fuzz, tokenizer):
-    ds = datasets.Dataset.from_dict({"caption": ["a red circle", "\x00\x01\x02"],
+def test_control_and_format_character_captions_are_refused_by_the_tagger(tokenizer):
+    for caption in ("\x00\x01\x02", "\u200b\u200b", "\x7f \x1b"):
+        with pytest.raises(MaskVLDataError, match=r"item 3 \(field 'caption'\): caption has no visible characters"):
+            CaptionTagger(tokenizer)({"caption": ["a red circle", caption]}, [2, 3])
+
+
+def test_tagged_row_without_text_tokens_is_screened_out(fuzz, tokenizer):
+    """Second line of defence, for tagged data made elsewhere (e.g. an old cache): no text token -> dropped."""
+    ds = datasets.Dataset.from_dict({"caption": ["a red circle", "a blue square"],
                                      "image": [str(fuzz.root / fuzz.good[0].file_name)] * 2})
     ds = ds.cast_column("image", datasets.Image())
     tagged = ds.map(CaptionTagger(tokenizer), batched=True, with_indices=True)
+    only_specials = [tokenizer.cls_token_id, tokenizer.sep_token_id]
+    tagged = tagged.map(lambda row, i: {"input_ids": only_specials} if i == 1 else {}, with_indices=True)
     kept, report = screen_examples(tagged, special_token_ids=non_text_token_ids(tokenizer))
     assert len(kept) == 1 and report.first[0].startswith("example 1 (field 'caption'): no text token")
 
