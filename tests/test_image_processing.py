@@ -1,4 +1,5 @@
-"""`MaskVLImageProcessor`: modes, input types, shapes, bad images, save/load, Auto and remote code."""
+"""`MaskVLImageProcessor`: modes, input types, shapes, bad images, save/load, Auto and remote code, and the
+batch fast path (bit-identical to the per-image path, taken only where it applies)."""
 
 import json
 
@@ -9,6 +10,7 @@ import torch
 from transformers import AutoImageProcessor
 
 from maskvl_processing import MaskVLDataError, MaskVLImageProcessor
+from maskvl_processing.image_processing_maskvl import FAST_PATH_PIL_MODES
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +100,155 @@ def test_save_load_round_trip(processor, tmp_path):
     assert isinstance(auto, MaskVLImageProcessor)
     image = PIL.Image.new("RGB", (50, 20), (10, 200, 30))
     assert torch.equal(pixels(auto, image), pixels(processor, image))
+
+
+class PerImageProcessor(MaskVLImageProcessor):
+    """Overrides a step of the per-image path, so it never takes the batch fast path: the reference."""
+
+    calls = 0
+
+    def _preprocess(self, *args, **kwargs):
+        PerImageProcessor.calls += 1
+        return super()._preprocess(*args, **kwargs)
+
+
+def random_image(rng, mode, width, height):
+    """A random image of `mode`: random RGBA pixels (alpha 0-255) converted, so transparency varies."""
+    image = PIL.Image.fromarray(rng.integers(0, 256, (height, width, 4), dtype=np.uint8), "RGBA")
+    if mode == "P":
+        return image.convert("RGB").quantize(32)
+    return image.convert(mode)
+
+
+def both_paths(images, size=(32, 32), return_tensors="pt", **options):
+    """(fast, per-image) `pixel_values` of the same call; asserts the reference really ran per image."""
+    settings = {"size": {"height": size[0], "width": size[1]}, "patch_size": 8, **options}
+    before = PerImageProcessor.calls
+    reference = PerImageProcessor(**settings)(images, return_tensors=return_tensors)["pixel_values"]
+    assert PerImageProcessor.calls == before + 1, "the reference did not take the per-image path"
+    return MaskVLImageProcessor(**settings)(images, return_tensors=return_tensors)["pixel_values"], reference
+
+
+@pytest.fixture
+def count_per_image(monkeypatch):
+    """Counts calls of the per-image steps of `MaskVLImageProcessor` itself (`process_image`, `_preprocess`)."""
+    calls = {"process_image": 0, "_preprocess": 0}
+    for name in calls:
+        original = getattr(MaskVLImageProcessor, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(MaskVLImageProcessor, name, counted)
+    return calls
+
+
+FAST_SIZES = [(32, 32), (40, 24), (7, 9), (64, 64), (33, 95)]
+
+
+@pytest.mark.parametrize("mode", sorted(FAST_PATH_PIL_MODES))
+def test_fast_path_equals_per_image_path_for_every_8bit_mode(mode):
+    rng = np.random.default_rng(len(mode))
+    images = [random_image(rng, mode, w, h) for w, h in FAST_SIZES]
+    fast, reference = both_paths(images)
+    assert fast.shape == (len(FAST_SIZES), 3, 32, 32) and fast.dtype == torch.float32
+    torch.testing.assert_close(fast, reference, rtol=0, atol=0)  # bit-identical
+
+
+def test_fast_path_equals_per_image_path_for_mixed_batches_arrays_and_options():
+    rng = np.random.default_rng(1)
+    modes = sorted(FAST_PATH_PIL_MODES)
+    mixed = [random_image(rng, modes[i % len(modes)], w, h) for i, (w, h) in enumerate(FAST_SIZES * 3)]
+    hwc = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    chw = rng.integers(0, 256, (3, 17, 40), dtype=np.uint8)
+    cases = [
+        (mixed, {}),
+        ([hwc, chw, hwc[::-1, ::2], mixed[0]], {}),  # arrays (one not contiguous) next to a PIL image
+        (rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8), {}),  # one (B, H, W, C) array
+        (mixed, {"resample": PIL.Image.Resampling.NEAREST}),
+        (mixed, {"resample": PIL.Image.Resampling.BILINEAR}),
+        (mixed, {"resample": PIL.Image.Resampling.LANCZOS}),
+        (mixed, {"image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}),
+        (mixed, {"rescale_factor": 1 / 127.5, "image_mean": 0.25, "image_std": 2.0}),
+    ]
+    for images, options in cases:
+        for size in ((32, 32), (24, 40)):
+            fast, reference = both_paths(images, size=size, **options)
+            torch.testing.assert_close(fast, reference, rtol=0, atol=0, msg=lambda m: f"{options}, {size}: {m}")
+
+
+def test_fast_path_returns_what_the_per_image_path_returns():
+    images = [PIL.Image.new("RGB", (32, 32), (1, 2, 3)), PIL.Image.new("L", (10, 50), 200)]
+    fast_np, reference_np = both_paths(images, return_tensors="np")
+    assert isinstance(fast_np, np.ndarray) and fast_np.dtype == np.float32 and np.array_equal(fast_np, reference_np)
+    fast_list, reference_list = both_paths(images, return_tensors=None)
+    assert isinstance(fast_list, list) and len(fast_list) == 2
+    for a, b in zip(fast_list, reference_list):
+        assert isinstance(a, np.ndarray) and a.dtype == np.float32 and a.shape == (3, 32, 32) and np.array_equal(a, b)
+
+
+def test_fast_path_is_taken_for_common_batches(processor, count_per_image):
+    rng = np.random.default_rng(2)
+    batches = [
+        [random_image(rng, "RGB", 32, 32) for _ in range(8)],  # the collator's case: RGB at the target size
+        [random_image(rng, mode, 20, 40) for mode in sorted(FAST_PATH_PIL_MODES)],
+        rng.integers(0, 256, (3, 20, 30, 3), dtype=np.uint8),
+        PIL.Image.new("P", (30, 20)),
+    ]
+    for images in batches:
+        assert pixels(processor, images).shape[1:] == (3, 32, 32)
+    assert count_per_image == {"process_image": 0, "_preprocess": 0}
+
+
+def test_other_inputs_and_options_take_the_per_image_path(processor, count_per_image):
+    rng = np.random.default_rng(3)
+    rgb = random_image(rng, "RGB", 20, 20)
+    keyed = rgb.copy()
+    keyed.info["transparency"] = (0, 0, 0)  # an RGB PNG with a tRNS colour key: transformers composites it
+    sixteen = PIL.Image.fromarray(rng.integers(0, 65536, (20, 20), dtype=np.uint16))
+    cases = [
+        ([rgb, sixteen], {}),  # one 16-bit image sends the whole batch per image
+        ([sixteen], {}),
+        ([PIL.Image.new("I", (9, 9), 70000)], {}),
+        ([PIL.Image.new("F", (9, 9), 0.5)], {}),
+        ([keyed], {}),
+        ([rng.random((20, 20, 3)).astype(np.float32)], {"do_rescale": False}),
+        ([rng.integers(0, 65536, (20, 20, 3), dtype=np.uint16)], {}),
+        ([torch.randint(0, 256, (3, 20, 20), dtype=torch.uint8)], {}),
+        ([rng.integers(0, 2, (20, 20, 3)).astype(bool)], {}),
+        ([rng.integers(0, 256, (3, 20, 3), dtype=np.uint8)], {}),  # ambiguous channel layout
+        ([rng.integers(0, 256, (20, 20, 4), dtype=np.uint8)], {}),  # RGBA array
+        ([rgb], {"do_resize": False}),
+        ([rgb], {"do_normalize": False}),
+        ([rgb], {"do_center_crop": True, "crop_size": {"height": 16, "width": 16}}),
+        ([rgb], {"size": {"shortest_edge": 32}}),
+        ([rgb], {"image_mean": [0.5, 0.5], "image_std": [0.5, 0.5]}),  # a ValueError from normalize, as before
+    ]
+    for images, options in cases:
+        before = dict(count_per_image)
+        try:
+            processor(images, return_tensors="pt", **options)
+        except ValueError:
+            assert "image_mean" in options
+        assert count_per_image["process_image"] > before["process_image"], (images, options)
+    PerImageProcessor.calls = 0
+    PerImageProcessor(size={"height": 32, "width": 32})([rgb])
+    assert PerImageProcessor.calls == 1  # a subclass overriding a step keeps the per-image path
+
+
+def test_fast_path_names_a_bad_item_like_the_per_image_path(tmp_path):
+    rng = np.random.default_rng(4)
+    path = tmp_path / "broken.png"
+    random_image(rng, "RGB", 32, 32).save(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    messages = []
+    for cls in (MaskVLImageProcessor, PerImageProcessor):
+        images = [random_image(rng, "RGB", 32, 32), random_image(rng, "L", 8, 8), PIL.Image.open(path)]
+        with pytest.raises(MaskVLDataError, match=r"item 2 \(file '.*broken\.png'\): .*truncated") as error:
+            cls(size={"height": 32, "width": 32}, patch_size=8)(images)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
 
 
 # The remote-code round trip (AutoImageProcessor and AutoProcessor in a process without the package)
