@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .masking_primitives import aligned_block_mask, blockwise_mask, random_patch_mask
+from .masking_primitives import aligned_block_mask, blockwise_masks, random_patch_mask
 
 
 @dataclass(frozen=True)
@@ -142,19 +142,15 @@ class BlockMasking(ImageMaskingPolicy):
             num_blocks = -(-grid.height // side) * -(-grid.width // side)
             counts = (ratio * num_blocks).round().long()
             return aligned_block_mask(batch_size, (grid.height, grid.width), (side, side), counts, generator)
-        counts = (ratio * grid.num_patches).round().long().tolist()
-        rows = [
-            blockwise_mask(
-                (grid.height, grid.width),
-                count,
-                generator,
-                self.min_block_patches,
-                self.max_block_patches,
-                self.min_aspect,
-            )
-            for count in counts
-        ]
-        return torch.stack(rows) if rows else torch.zeros((0, grid.num_patches), dtype=torch.bool)
+        counts = (ratio * grid.num_patches).round().long()
+        return blockwise_masks(
+            (grid.height, grid.width),
+            counts,
+            generator,
+            self.min_block_patches,
+            self.max_block_patches,
+            self.min_aspect,
+        )
 
 
 IMAGE_MASKING_POLICIES = {

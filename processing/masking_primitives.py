@@ -200,55 +200,113 @@ def blockwise_mask(
     Rectangles of random area in [min_block_patches, max_block_patches] and log-uniform aspect
     ratio are placed until no more fit (BEiT's algorithm); any shortfall (< min_block_patches) is
     then filled with patches 4-adjacent to the mask, so every patch touches a block. The loop runs
-    in numpy (many tiny steps) with a numpy generator seeded by one draw from `generator`.
+    on a bit set of the grid with a numpy generator seeded by one draw from `generator`.
+    """
+    return blockwise_masks(grid, [num_masked], generator, min_block_patches, max_block_patches, min_aspect,
+                           max_attempts)[0]
+
+
+def blockwise_masks(
+    grid: tuple[int, int],
+    num_masked,
+    generator: torch.Generator,
+    min_block_patches: int = 4,
+    max_block_patches: int | None = None,
+    min_aspect: float = 0.3,
+    max_attempts: int = 10,
+) -> torch.Tensor:
+    """`blockwise_mask` for a batch: row b has exactly `num_masked[b]` patches (a list or (B,) tensor). (B, N) bool.
+
+    Row b is the mask `blockwise_mask` gives with the generator in the state it reaches after rows 0..b-1
+    (one 62-bit seed per row, drawn from `generator` in row order), so a batch is the same as a loop of
+    single-image calls.
     """
     grid_h, grid_w = grid
     num_patches = grid_h * grid_w
-    num_masked = max(0, min(int(num_masked), num_patches))
-    max_block_patches = max_block_patches or num_masked
-    rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
-    mask = np.zeros((grid_h, grid_w), dtype=bool)
-    log_aspect = (math.log(min_aspect), math.log(1.0 / min_aspect))
-    count = 0
-    while count < num_masked:
-        budget = num_masked - count
-        upper = min(budget, max_block_patches)
-        added = 0
-        for u_area, u_aspect, u_top, u_left in rng.random((max_attempts, 4)).tolist():
-            if upper < min_block_patches:
-                break
-            area = min_block_patches + u_area * (upper - min_block_patches)
-            aspect = math.exp(log_aspect[0] + u_aspect * (log_aspect[1] - log_aspect[0]))
-            h = int(round(math.sqrt(area * aspect)))
-            w = int(round(math.sqrt(area / aspect)))
-            if not (0 < h <= grid_h and 0 < w <= grid_w) or h * w < min_block_patches:
-                continue  # rounding can shrink a block below the minimum: redraw
-            top = int(u_top * (grid_h - h + 1))
-            left = int(u_left * (grid_w - w + 1))
-            window = mask[top : top + h, left : left + w]
-            new = h * w - int(window.sum())
-            if 0 < new <= budget:
-                window[...] = True
-                added = new
-                break
-        if added == 0:
-            break
-        count += added
-    if count < num_masked:
-        _grow_mask(mask, num_masked - count, rng)
-    return torch.from_numpy(mask.reshape(num_patches))
+    counts = num_masked.tolist() if isinstance(num_masked, torch.Tensor) else list(num_masked)
+    seeds = torch.randint(2**62, (len(counts),), generator=generator).tolist() if counts else []
+    layout = _GridBits(grid_h, grid_w)
+    rows = [
+        layout.blockwise(max(0, min(int(count), num_patches)), np.random.default_rng(seed), min_block_patches,
+                         max_block_patches, min_aspect, max_attempts)
+        for count, seed in zip(counts, seeds)
+    ]
+    return layout.to_tensor(rows)
 
 
-def _grow_mask(mask: np.ndarray, extra: int, rng: np.random.Generator) -> None:
-    """Add `extra` patches to a (H, W) mask in place, each 4-adjacent to the mask (any if it is empty)."""
-    for _ in range(extra):
-        padded = np.pad(mask, 1)
-        neighbours = padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
-        frontier = neighbours & ~mask if mask.any() else ~mask
-        if not frontier.any():
-            frontier = ~mask
-        flat = np.flatnonzero(frontier)
-        mask.flat[flat[rng.integers(len(flat))]] = True
+class _GridBits:
+    """Masks of a (H, W) patch grid as Python ints: bit r * W + c = patch (r, c) (row-major), set = masked.
+
+    A block is a few integer operations and its overlap with the mask a `bit_count`, which is much
+    cheaper than numpy calls on grids this small."""
+
+    def __init__(self, height: int, width: int):
+        self.height, self.width = height, width
+        self.num_patches = height * width
+        self.full = (1 << self.num_patches) - 1
+        first_column = sum(1 << (r * width) for r in range(height))  # bit (r, 0) of every row
+        self.not_first_column = self.full & ~first_column
+        self.not_last_column = self.full & ~(first_column << max(width - 1, 0))
+        self.column_stack = [sum(1 << (r * width) for r in range(h)) for h in range(height + 1)]  # h rows, column 0
+
+    def block(self, top: int, left: int, h: int, w: int) -> int:
+        """Bits of the h x w rectangle with top-left patch (top, left)."""
+        return (((1 << w) - 1) * self.column_stack[h]) << (top * self.width + left)
+
+    def blockwise(self, num_masked: int, rng: np.random.Generator, min_block_patches: int,
+                  max_block_patches: int | None, min_aspect: float, max_attempts: int) -> int:
+        """One BEiT-style mask with exactly `num_masked` patches, drawing from `rng` (see `blockwise_mask`)."""
+        grid_h, grid_w = self.height, self.width
+        max_block_patches = max_block_patches or num_masked
+        mask = 0
+        log_aspect = (math.log(min_aspect), math.log(1.0 / min_aspect))
+        count = 0
+        while count < num_masked:
+            budget = num_masked - count
+            upper = min(budget, max_block_patches)
+            added = 0
+            for u_area, u_aspect, u_top, u_left in rng.random((max_attempts, 4)).tolist():
+                if upper < min_block_patches:
+                    break
+                area = min_block_patches + u_area * (upper - min_block_patches)
+                aspect = math.exp(log_aspect[0] + u_aspect * (log_aspect[1] - log_aspect[0]))
+                h = int(round(math.sqrt(area * aspect)))
+                w = int(round(math.sqrt(area / aspect)))
+                if not (0 < h <= grid_h and 0 < w <= grid_w) or h * w < min_block_patches:
+                    continue  # rounding can shrink a block below the minimum: redraw
+                top = int(u_top * (grid_h - h + 1))
+                left = int(u_left * (grid_w - w + 1))
+                block = self.block(top, left, h, w)
+                new = h * w - (mask & block).bit_count()
+                if 0 < new <= budget:
+                    mask |= block
+                    added = new
+                    break
+            if added == 0:
+                break
+            count += added
+        for _ in range(num_masked - count):
+            mask |= self._grow_one(mask, rng)
+        return mask
+
+    def _grow_one(self, mask: int, rng: np.random.Generator) -> int:
+        """The bit of one random patch 4-adjacent to `mask` (any unmasked patch if there is none or `mask` is empty)."""
+        free = self.full & ~mask
+        frontier = free
+        if mask:
+            neighbours = ((mask << self.width) | (mask >> self.width) | ((mask << 1) & self.not_first_column)
+                          | ((mask >> 1) & self.not_last_column))
+            frontier = (neighbours & free) or free
+        for _ in range(int(rng.integers(frontier.bit_count()))):  # the k-th candidate in row-major order
+            frontier &= frontier - 1
+        return frontier & -frontier
+
+    def to_tensor(self, masks: list[int]) -> torch.Tensor:
+        """(B, N) bool from the bit sets."""
+        num_bytes = max(1, -(-self.num_patches // 8))
+        raw = np.frombuffer(b"".join(m.to_bytes(num_bytes, "little") for m in masks), dtype=np.uint8)
+        bits = np.unpackbits(raw.reshape(len(masks), num_bytes), axis=1, bitorder="little")[:, : self.num_patches]
+        return torch.from_numpy(bits.astype(bool))
 
 
 def derangement(n: int, generator: torch.Generator, max_tries: int = 1000) -> torch.Tensor:
@@ -283,6 +341,7 @@ __all__ = [
     "random_patch_mask",
     "aligned_block_mask",
     "blockwise_mask",
+    "blockwise_masks",
     "derangement",
     "sample_modes",
 ]

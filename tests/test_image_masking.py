@@ -1,10 +1,14 @@
-"""Image masking policies: exact counts, block contiguity and alignment, row-major order, seeding."""
+"""Image masking policies: exact counts, block contiguity and alignment, row-major order, seeding; BEiT blocks
+give the same masks as the original numpy implementation (kept below as the reference)."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
 from maskvl_processing import IMAGE_MASKING_POLICIES, PatchGrid
-from maskvl_processing.masking_primitives import blockwise_mask
+from maskvl_processing.masking_primitives import blockwise_mask, blockwise_masks
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -133,3 +137,100 @@ def test_grid_validation():
         PatchGrid.from_image_size(70, 16)
     with pytest.raises(ValueError):
         IMAGE_MASKING_POLICIES["random"](ratio=1.2)
+
+
+# ------------------------------------------------------------------------------------------------ BEiT reference
+def reference_blockwise_mask(grid, num_masked, generator, min_block_patches=4, max_block_patches=None,
+                             min_aspect=0.3, max_attempts=10):
+    """The original numpy implementation of `blockwise_mask` (np.pad per grown patch), as the reference."""
+    grid_h, grid_w = grid
+    num_patches = grid_h * grid_w
+    num_masked = max(0, min(int(num_masked), num_patches))
+    max_block_patches = max_block_patches or num_masked
+    rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
+    mask = np.zeros((grid_h, grid_w), dtype=bool)
+    log_aspect = (math.log(min_aspect), math.log(1.0 / min_aspect))
+    count = 0
+    while count < num_masked:
+        budget = num_masked - count
+        upper = min(budget, max_block_patches)
+        added = 0
+        for u_area, u_aspect, u_top, u_left in rng.random((max_attempts, 4)).tolist():
+            if upper < min_block_patches:
+                break
+            area = min_block_patches + u_area * (upper - min_block_patches)
+            aspect = math.exp(log_aspect[0] + u_aspect * (log_aspect[1] - log_aspect[0]))
+            h = int(round(math.sqrt(area * aspect)))
+            w = int(round(math.sqrt(area / aspect)))
+            if not (0 < h <= grid_h and 0 < w <= grid_w) or h * w < min_block_patches:
+                continue
+            top = int(u_top * (grid_h - h + 1))
+            left = int(u_left * (grid_w - w + 1))
+            window = mask[top : top + h, left : left + w]
+            new = h * w - int(window.sum())
+            if 0 < new <= budget:
+                window[...] = True
+                added = new
+                break
+        if added == 0:
+            break
+        count += added
+    for _ in range(num_masked - count):
+        padded = np.pad(mask, 1)
+        neighbours = padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
+        frontier = neighbours & ~mask if mask.any() else ~mask
+        if not frontier.any():
+            frontier = ~mask
+        flat = np.flatnonzero(frontier)
+        mask.flat[flat[rng.integers(len(flat))]] = True
+    return torch.from_numpy(mask.reshape(num_patches))
+
+
+BEIT_GRIDS = [(4, 4), (8, 8), (14, 14), (5, 7), (1, 9), (9, 1), (16, 3), (2, 2)]
+BEIT_SETTINGS = [{}, {"min_block_patches": 1}, {"max_block_patches": 6}, {"min_aspect": 0.5, "max_attempts": 3},
+                 {"min_block_patches": 16}, {"min_aspect": 1.0}]
+
+
+@pytest.mark.parametrize("grid", BEIT_GRIDS)
+def test_beit_masks_equal_the_reference_for_the_same_seed(grid):
+    n = grid[0] * grid[1]
+    for settings in BEIT_SETTINGS:
+        for count in sorted({0, 1, 3, 5, n // 2, round(0.4 * n), round(0.6 * n), n - 1, n, n + 3}):
+            for seed in range(3):
+                ours, reference = gen(seed), gen(seed)
+                got = blockwise_mask(grid, count, ours, **settings)
+                want = reference_blockwise_mask(grid, count, reference, **settings)
+                assert got.shape == (n,) and got.dtype == torch.bool
+                assert torch.equal(got, want), (grid, settings, count, seed)
+                assert torch.equal(ours.get_state(), reference.get_state())  # the same draws from the generator
+
+
+@pytest.mark.parametrize("size,patch", [(32, 8), (224, 16), ((64, 96), 16)])
+def test_beit_policy_equals_a_loop_of_reference_masks(size, patch):
+    grid = PatchGrid.from_image_size(size, patch)
+    policy = IMAGE_MASKING_POLICIES["block"](ratio=0.6, block_pixels=None)
+    for ratio in (None, torch.tensor([0.0, 0.5, 0.75, 0.3, 1.0, 0.6])):
+        batch = 64 if ratio is None else len(ratio)
+        ours, reference = gen(11), gen(11)
+        got = policy(batch, grid, ours, ratio=ratio)
+        rates = torch.full((batch,), 0.6) if ratio is None else ratio
+        counts = (rates * grid.num_patches).round().long().tolist()
+        want = torch.stack([reference_blockwise_mask((grid.height, grid.width), c, reference) for c in counts])
+        assert torch.equal(got, want)
+        assert torch.equal(torch.rand(3, generator=ours), torch.rand(3, generator=reference))  # streams in step
+    assert policy(0, grid, gen()).shape == (0, grid.num_patches)
+
+
+def test_beit_batch_equals_single_image_calls():
+    counts = torch.tensor([10, 0, 16, 3, 7])
+    a, b = gen(12), gen(12)
+    batch = blockwise_masks((4, 4), counts, a)
+    assert torch.equal(batch, torch.stack([blockwise_mask((4, 4), int(c), b) for c in counts]))
+    assert batch.sum(dim=1).tolist() == counts.tolist()
+
+
+def test_beit_masks_do_not_pad_per_patch(monkeypatch):
+    """The grown patches are found on a bit set of the grid, not with one `np.pad` per patch (issue 7)."""
+    monkeypatch.setattr(np, "pad", lambda *args, **kwargs: pytest.fail("np.pad called"))
+    mask = blockwise_mask((14, 14), 118, gen(13), min_block_patches=16)  # large blocks: the grow step adds many
+    assert int(mask.sum()) == 118
