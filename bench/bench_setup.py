@@ -6,7 +6,8 @@ length, batch size and vocabulary (:class:`BenchSize`):
 * ``maskvlm`` / ``mlim`` / ``lxmert`` -- ``MaskVLForPreTraining`` from ``MaskVLConfig.from_preset`` with the
   sizes overridden. Towers that a preset leaves empty stay empty (MLIM has no unimodal towers: its single
   stream of ``num_layers`` layers is the whole model, like ViLT); the MaskVLM pixel decoder keeps the
-  preset's 3 blocks. ``maskvlm-1pass`` is the maskvlm preset with ``masked_modeling_passes="joint"``.
+  preset's 3 blocks. ``maskvlm-1pass`` is the maskvlm preset with ``masked_modeling_passes="joint"``;
+  ``maskvlm-textpool`` is the maskvlm preset with ``pooling="text"`` (ALBEF-style ITM from the text stream).
 * ``flava`` -- transformers' ``FlavaForPreTraining`` (text, image and multimodal encoders of ``num_layers``
   each; image vocabulary 8192 as in FLAVA). Its MIM targets are codebook tokens: we pass random token ids
   instead of running the DALL-E codebook, so FLAVA's step is timed *without* its codebook (in its favour).
@@ -44,7 +45,7 @@ from pretrain_args import MaskingArguments
 
 from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining
 
-MASKVL_MODELS = ("maskvlm", "maskvlm-1pass", "mlim", "lxmert")
+MASKVL_MODELS = ("maskvlm", "maskvlm-1pass", "maskvlm-textpool", "mlim", "lxmert")
 BASELINES = ("flava", "vilt")
 ALL_MODELS = MASKVL_MODELS + BASELINES
 FLAVA_IMAGE_VOCAB = 8192  # DALL-E codebook size used by FLAVA's masked-image targets
@@ -97,11 +98,12 @@ def maskvl_config(name: str, size: BenchSize) -> MaskVLConfig:
     """``MaskVLConfig.from_preset`` at the bench size (``name`` in :data:`MASKVL_MODELS`)."""
     if name not in MASKVL_MODELS:
         raise ValueError(f"unknown MaskVL bench model {name!r}; choose from {list(MASKVL_MODELS)}")
-    preset = "maskvlm" if name == "maskvlm-1pass" else name
+    preset = "maskvlm" if name.startswith("maskvlm") else name
     base = MaskVLConfig.from_preset(preset)
     text_layers = size.num_layers if base.text_config.num_hidden_layers else 0
     vision_layers = size.num_layers if base.vision_config.num_hidden_layers else 0
-    overrides = {"masked_modeling_passes": "joint"} if name == "maskvlm-1pass" else {}
+    overrides = {"maskvlm-1pass": {"masked_modeling_passes": "joint"},
+                 "maskvlm-textpool": {"pooling": "text"}}.get(name, {})
     return MaskVLConfig.from_preset(
         preset,
         text_config={**_encoder(size, text_layers), "vocab_size": size.vocab_size,

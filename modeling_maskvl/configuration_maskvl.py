@@ -24,6 +24,7 @@ PATCH_EMBEDDERS = ("linear", "conv")
 MIM_LOSSES = ("l1", "l2")
 MASKED_MODELING_PASSES = ("separate", "joint")
 ITC_FEATURE_NORMS = ("batch", "none")
+POOLINGS = ("pair", "text")
 
 
 class MaskVLCrossModalConfig(PretrainedConfig):
@@ -83,6 +84,10 @@ class MaskVLConfig(PretrainedConfig):
             state and stays at ln(batch), with "batch" it learns. Measured on the default pre-training run
             at 2,000 steps (docs/pretraining.md): retrieval R@10 0.11 vs 0.04 (chance 0.02), but held-out MLM
             accuracy 0.49 vs 0.67 -- the tiny towers trade MLM for ITC.
+        pooling (`str`): the pooled pair representation that feeds ITM and VQA. "pair" (default) --
+            [fused text CLS; fused image CLS], both cross-modality streams; "text" -- the fused text CLS alone
+            (ALBEF: the text stream has cross-attended to the image). With "text" the separate-pass ITM skips
+            the image cross-modality stream (about a third of a `maskvlm` step's FLOPs, see bench/README.md).
         preset (`str`, optional): name of the preset the config was built from (for the record).
     """
 
@@ -110,6 +115,7 @@ class MaskVLConfig(PretrainedConfig):
     projection_dim: int = 256
     logit_scale_init_value: float = 2.6592
     itc_feature_norm: str = "none"
+    pooling: str = "pair"
     initializer_range: float = 0.02
     preset: str | None = None
 
@@ -129,6 +135,7 @@ class MaskVLConfig(PretrainedConfig):
         check_choice("mim_loss", self.mim_loss, MIM_LOSSES)
         check_choice("masked_modeling_passes", self.masked_modeling_passes, MASKED_MODELING_PASSES)
         check_choice("itc_feature_norm", self.itc_feature_norm, ITC_FEATURE_NORMS)
+        check_choice("pooling", self.pooling, POOLINGS)
         for name, sub in (("text_config", self.text_config), ("vision_config", self.vision_config),
                           ("cross_modal_config", self.cross_modal_config)):
             if sub.hidden_size % sub.num_attention_heads != 0:

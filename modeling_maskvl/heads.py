@@ -29,13 +29,21 @@ class MaskVLFeatureNorm(nn.BatchNorm1d):
 
 
 class MaskVLPooler(nn.Module):
-    """[fused text CLS; fused image CLS] (B, 2D) -> pooled pair representation (B, D)."""
+    """Pooled pair representation (B, D): tanh(dense(.)) of [fused text CLS; fused image CLS] (``pooling="pair"``)
+    or of the fused text CLS alone (``pooling="text"``, ALBEF: the text stream has attended to the image)."""
 
-    def __init__(self, hidden_size: int):
+    def __init__(self, hidden_size: int, pooling: str = "pair"):
         super().__init__()
-        self.dense = nn.Linear(2 * hidden_size, hidden_size)
+        self.pooling = pooling
+        self.dense = nn.Linear((2 if pooling == "pair" else 1) * hidden_size, hidden_size)
 
-    def forward(self, fused_text, fused_image):
+    @property
+    def needs_image_stream(self) -> bool:
+        return self.pooling == "pair"
+
+    def forward(self, fused_text, fused_image=None):
+        if self.pooling == "text":
+            return torch.tanh(self.dense(fused_text[:, 0]))
         return torch.tanh(self.dense(torch.cat([fused_text[:, 0], fused_image[:, 0]], dim=-1)))
 
 

@@ -50,7 +50,8 @@ class MaskVLModelOutput(ModelOutput):
         image_last_hidden_state (B, 1 + N, D_vision): unimodal vision tower output (CLS first).
         fused_text_hidden_state (B, T, D): text states after fusion.
         fused_image_hidden_state (B, 1 + N, D): image states after fusion.
-        pooler_output (B, D): pooled pair representation ([fused text CLS; fused image CLS] -> tanh).
+        pooler_output (B, D): pooled pair representation (config.pooling: [fused text CLS; fused image CLS] or
+            the fused text CLS alone -> dense -> tanh).
         text_embeds, image_embeds (B, projection_dim): L2-normalised ITC embeddings of the unimodal CLS
             states; None when the config has no ITC head.
     """
@@ -294,7 +295,7 @@ class MaskVLModel(MaskVLPreTrainedModel):
         self.text_to_fusion = self._bridge(config.text_config.hidden_size, width)
         self.image_to_fusion = self._bridge(config.vision_config.hidden_size, width)
         self.fusion = MaskVLFusion(config.cross_modal_config)
-        self.pooler = MaskVLPooler(width)
+        self.pooler = MaskVLPooler(width, config.pooling)
         if config.use_itc_head:
             self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
             self.visual_projection = nn.Linear(config.vision_config.hidden_size, config.projection_dim, bias=False)
@@ -441,8 +442,9 @@ class MaskVLForPreTraining(MaskVLPreTrainedModel):
                 self._mim(out, fused_image, pair_text[rows], attention_mask[rows], pixel_values[rows],
                           bool_masked_pos[rows], None)
             fused_text = fused_image = None
-            if self.itm_head is not None:
-                fused_text, fused_image = base.fuse(pair_text, attention_mask, pair_image)
+            if self.itm_head is not None:  # the image stream only when the pooled pair needs its CLS
+                fused_text, fused_image = base.fuse(pair_text, attention_mask, pair_image,
+                                                    return_image=base.pooler.needs_image_stream)
 
         if self.itm_head is not None:
             out["itm_logits"] = self.itm_head(base.pooler(fused_text, fused_image))  # (B, 2)

@@ -76,6 +76,7 @@ def test_unknown_preset_lists_valid_ones():
     (dict(cross_modal_config={"fusion_type": "late"}), "cross_modal_config.fusion_type"),
     (dict(mim_loss="huber"), "mim_loss"),
     (dict(itc_feature_norm="layer"), "itc_feature_norm"),
+    (dict(pooling="mean"), "pooling"),
 ])
 def test_bad_config_names_the_field(overrides, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
@@ -178,10 +179,10 @@ def test_separate_passes_condition_mlm_on_the_unmasked_image():
     assert not torch.allclose(a, b)  # the joint pass does see the masked image
 
 
-@pytest.mark.parametrize("preset", TINY)
-def test_every_pretraining_head_learns_one_batch(preset):
+@pytest.mark.parametrize("preset, overrides", [(name, {}) for name in TINY] + [("maskvlm-tiny", {"pooling": "text"})])
+def test_every_pretraining_head_learns_one_batch(preset, overrides):
     torch.manual_seed(0)
-    config = tiny_config(preset)
+    config = tiny_config(preset, **overrides)
     model = MaskVLForPreTraining(config).train()
     batch = make_batch(config, itm=config.use_itm_head)
     optim = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -245,6 +246,34 @@ def test_itc_feature_norm_uses_running_statistics_at_eval_and_accepts_one_row():
         alone = torch.cat([model.get_image_features(batch["pixel_values"][i:i + 1]) for i in range(4)])
     torch.testing.assert_close(together, alone)  # per example at eval: no batch dependence
     assert torch.allclose(together.norm(dim=-1), torch.ones(4))
+
+
+def test_text_pooling_skips_the_image_stream_for_itm_and_matches_the_base_model(tmp_path):
+    """pooling="text" (ALBEF-style ITM): the separate-pass ITM does not run the image cross-encoder, and its
+    logits equal the ITM head on MaskVLModel's pooler_output (what retrieval and pipelines use)."""
+    torch.manual_seed(0)
+    config = tiny_config(pooling="text")
+    model = MaskVLForPreTraining(config).eval()
+    calls = []
+    model.maskvl.fusion.image_encoder.register_forward_hook(lambda *args: calls.append(1))
+    batch = make_batch(config, mask_image_rows=())  # no MIM rows: only the ITM pass could use the image stream
+    with torch.no_grad():
+        out = model(**batch)
+    assert calls == [] and out.itm_logits.shape == (4, 2)
+    model.save_pretrained(tmp_path)
+    base = AutoModel.from_pretrained(tmp_path).eval()
+    assert base.config.pooling == "text"
+    clean = {k: batch[k] for k in ("attention_mask", "pixel_values")}
+    clean["input_ids"] = torch.where(batch["labels"] != -100, batch["labels"], batch["input_ids"])
+    with torch.no_grad():
+        pooled = base(**clean).pooler_output
+    torch.testing.assert_close(model.itm_head(pooled), out.itm_logits, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # the default pools both streams, so the ITM pass runs the image stream
+        calls.clear()
+        pair = MaskVLForPreTraining(tiny_config()).eval()
+        pair.maskvl.fusion.image_encoder.register_forward_hook(lambda *args: calls.append(1))
+        pair(**batch)
+    assert calls == [1]
 
 
 def test_masked_lm_qa_and_retrieval_heads_learn():
