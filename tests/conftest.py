@@ -1,4 +1,4 @@
-"""Test-wide settings: no Hub access, a private HF_HOME per run, quiet logs."""
+"""Test-wide settings: no Hub access, a private HF_HOME per run, quiet logs, one torch thread."""
 import os
 import sys
 import tempfile
@@ -19,6 +19,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPTS = REPO_ROOT / "train_scripts"
 if str(TRAIN_SCRIPTS) not in sys.path:
     sys.path.insert(0, str(TRAIN_SCRIPTS))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Every model in the suite is tiny: intra-op threads only add overhead, and on a busy 2-core machine they
+    stall badly (20x slower). Subprocesses the tests start (DDP, isolation) choose their own."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -25,14 +25,6 @@ from maskvl_processing.synthetic_scenes import make_synthetic_dataset
 FORWARD_KEYS = {"input_ids", "attention_mask", "pixel_values", "bool_masked_pos", "labels"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data():
     return make_synthetic_dataset(96, seed=3, image_size=64)

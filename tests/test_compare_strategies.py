@@ -5,17 +5,8 @@ import shutil
 
 import compare_strategies as compare
 import pytest
-import torch
 from PIL import Image
 from test_eval_checkpoints import pretrained_checkpoint
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_strategies_share_every_flag_except_their_masking_flags(tmp_path):

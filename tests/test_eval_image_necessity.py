@@ -15,15 +15,6 @@ from pretrain_args import DataArguments
 from test_eval_checkpoints import IMAGE_SIZE, pretrained_checkpoint, tiny_checkpoint, tiny_tokenizer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models on 2 busy cores: intra-op threads only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def features():
     tokenizer = tiny_tokenizer()

@@ -11,14 +11,6 @@ from maskvl_processing import IMAGE_MASKING_POLICIES, PatchGrid
 from maskvl_processing.masking_primitives import blockwise_mask, blockwise_masks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 

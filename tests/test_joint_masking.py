@@ -10,14 +10,6 @@ from maskvl_processing.text_masking import TextBatch
 B = 4000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 

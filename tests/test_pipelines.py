@@ -35,15 +35,6 @@ def build_model(cls, processor, preset="maskvlm-tiny", seed=0, **overrides):
     return cls(config).eval()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: intra-op threads only add overhead (and stall badly on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def scenes():
     return make_synthetic_dataset(24, seed=3, image_size=48)

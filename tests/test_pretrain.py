@@ -19,16 +19,6 @@ from transformers import TrainerCallback
 from modeling_maskvl import MaskVLConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and OpenMP spin-waiting makes them many times slower
-    when the 2 cores are shared with other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_args(output_dir, *extra, steps=3, examples=40):
     """Command line of a tiny, fast run (32-px images, a few steps, no intermediate eval or checkpoints)."""
     return [

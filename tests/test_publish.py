@@ -24,14 +24,6 @@ SUMMARY = {"preset": "maskvlm-tiny", "dataset": "synthetic_scenes", "text_maskin
            "num_train_examples": 64, "seed": 0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A training output folder as pretrain.py leaves it: model, processor, card, plus Trainer leftovers."""

@@ -10,14 +10,6 @@ from PIL import Image
 from test_eval_checkpoints import pretrained_checkpoint, tiny_checkpoint
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_several_captions_per_image_from_lists_or_shared_ids():
     lists = datasets.Dataset.from_dict({"caption": [["a", "b"], ["c"], ["d", "e", "f"]]})
     rows, texts, owner = retrieval.group_pairs(lists, None)

@@ -39,14 +39,6 @@ from training_guards import non_text_token_ids, screen_examples
 SIZE = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     return train_wordpiece_tokenizer(make_synthetic_dataset(60, seed=3)["caption"], vocab_size=200)

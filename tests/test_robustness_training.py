@@ -33,14 +33,6 @@ import modeling_maskvl.modeling_maskvl as modeling
 TRAIN_SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train_scripts")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_args(output_dir, *extra, steps=4, save_steps=None):
     saving = ["--save_strategy", "no"] if save_steps is None else [
         "--save_strategy", "steps", "--save_steps", str(save_steps), "--save_total_limit", "10"]

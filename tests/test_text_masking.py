@@ -73,15 +73,6 @@ def make_captions(n: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
     return out
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Masking ops are small; on 2 busy cores intra-op threads only add contention (20x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     return load_tokenizer(str(MINILM))

@@ -6,18 +6,9 @@ import os
 import evaluate
 import finetune_vqa
 import pytest
-import torch
 from easy_vqa_data import answer_targets, answer_vocabulary, is_multi_answer, load_easy_vqa, load_vqa_dataset
 from PIL import Image
 from test_eval_checkpoints import tiny_checkpoint, tiny_tokenizer
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_easy_vqa_loads_with_question_types_from_the_answers():
