@@ -196,8 +196,8 @@ class MaskingArguments:
     text_mask_mode: str = field(
         default="one", metadata={"help": "Word-class policies: 'one' target word per caption, or 'rate'."}
     )
-    mask_replace_prob: float = field(default=0.8, metadata={"help": "Masked tokens replaced by [MASK] (BERT 80%)."})
-    random_replace_prob: float = field(default=0.1, metadata={"help": "Masked tokens replaced by a random token (10%)."})
+    mask_replace_prob: float = field(default=0.8, metadata={"help": "Masked tokens replaced by [MASK] (BERT 80%%)."})
+    random_replace_prob: float = field(default=0.1, metadata={"help": "Masked tokens replaced by a random token (10%%)."})
     image_masking: str | None = field(
         default=None, metadata={"help": f"Image policy: {', '.join(IMAGE_MASKING_POLICIES)} (None = by model)."}
     )
