@@ -33,17 +33,16 @@ Randomness: one `torch.Generator` per data-loader worker, seeded with `seed + wo
 `seed=None` the generator is seeded from torch's global RNG (which torch seeds per worker).
 """
 
-import io
 import logging
 import os
 from collections import Counter
 from collections.abc import Mapping
 
 import numpy as np
-import PIL.Image
 import torch
 
 from .errors import MaskVLDataError, describe_item
+from .image_loading import load_image
 from .image_masking import IMAGE_MASKING_POLICIES, ImageMaskingPolicy, PatchGrid
 from .itm_negatives import ImageSwapNegatives
 from .joint_masking import JOINT_MASKING_POLICIES, JointMaskingPolicy
@@ -63,44 +62,6 @@ def _build(policy, registry: dict, kind: str, kwargs: dict | None):
     return policy
 
 
-def load_image(image, name: str) -> PIL.Image.Image | np.ndarray | torch.Tensor:
-    """Open / validate one image; raise `MaskVLDataError` with `name` on any problem."""
-    source = None
-    try:
-        if isinstance(image, Mapping):  # datasets Image feature with decode=False
-            source = image.get("path")
-            if image.get("bytes"):
-                image = PIL.Image.open(io.BytesIO(image["bytes"]))
-            elif source:
-                image = PIL.Image.open(source)
-            else:
-                raise MaskVLDataError("image dict has neither 'bytes' nor 'path'")
-        elif isinstance(image, (str, os.PathLike)):
-            source = str(image)
-            image = PIL.Image.open(image)
-        if isinstance(image, PIL.Image.Image):
-            source = source or getattr(image, "filename", None) or None
-            image.load()  # truncated files fail here, not deep inside the image processor
-            if image.width == 0 or image.height == 0:
-                raise MaskVLDataError(f"image has zero size {image.size}")
-        elif isinstance(image, (np.ndarray, torch.Tensor)):
-            if image.ndim not in (2, 3) or 0 in tuple(image.shape):
-                raise MaskVLDataError(f"image array has invalid shape {tuple(image.shape)}")
-            finite = torch.isfinite(image).all() if isinstance(image, torch.Tensor) else np.isfinite(image).all()
-            if not bool(finite):
-                raise MaskVLDataError("image array holds NaN or inf values")
-        elif image is None:
-            raise MaskVLDataError("image is None")
-        else:
-            raise MaskVLDataError(f"unsupported image type {type(image).__name__}")
-        return image
-    except MaskVLDataError as error:
-        raise MaskVLDataError(f"{name if source is None else name + f' (file {source!r})'}: {error}") from None
-    except (OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError) as error:  # unreadable files
-        where = name if source is None else name + f" (file {source!r})"
-        raise MaskVLDataError(f"{where}: cannot read image: {error}") from error
-
-
 class MaskVLDataCollator:
     r"""Collate tagged features into `MaskVLForPreTraining.forward` arguments, with masking.
 
@@ -117,7 +78,8 @@ class MaskVLDataCollator:
             the policy is given by name, e.g. `{"rate": 0.3}`.
         image_size / patch_size: override the image processor's (N = (size / patch) ** 2).
         seed: seed of the per-worker generator (None = from torch's global RNG).
-        max_length: truncate text to this many tokens (None = keep the tagged length).
+        max_length: truncate text to this many tokens (None = keep the tagged length); at least 2
+            ([CLS] and one text token).
         pad_to_multiple_of: pad T to a multiple of this.
         on_error: "raise" (default) or "skip" bad items (counted in `stats`).
         image_column: feature key of the image (default "image").
@@ -178,6 +140,9 @@ class MaskVLDataCollator:
             raise ValueError("give `image_size` and `patch_size`, or an image processor that has them")
         self.grid = PatchGrid.from_image_size(image_size, patch_size)
         self.seed = seed
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
+                                       or max_length < 2):
+            raise ValueError(f"max_length must be an int >= 2 ([CLS] and one text token) or None, got {max_length!r}")
         self.max_length = max_length
         self.pad_to_multiple_of = pad_to_multiple_of
         self.on_error = on_error
@@ -186,6 +151,7 @@ class MaskVLDataCollator:
         self.mlm_on_negatives = mlm_on_negatives
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
         self.vocab_size = len(tokenizer)
+        self._non_text_ids = np.array(sorted(set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}), dtype=np.int64)
         self.stats = Counter()
         self._generator = None
         self._generator_owner = None
@@ -228,6 +194,7 @@ class MaskVLDataCollator:
             )
         if len(feature["input_ids"]) == 0:
             raise MaskVLDataError(f"{describe_item(index, field='input_ids')}: empty (empty caption?)")
+        self._check_token_ids(index, feature)
         lengths = {
             key: len(feature[key]) for key in ("word_ids", "token_word_class", "token_concreteness") if key in feature
         }
@@ -240,6 +207,31 @@ class MaskVLDataCollator:
                 f"{describe_item(index, field=self.image_column)}: missing (neither {self.image_column!r} nor "
                 f"'pixel_values'; available keys: {sorted(feature)})"
             )
+
+    def _check_token_ids(self, index: int, feature) -> None:
+        """Integer ids inside the vocabulary, and at least one text token within `max_length` (a row of special
+        tokens only has no word for a word-class policy to mask)."""
+        name = describe_item(index, field="input_ids")
+        try:
+            ids = np.asarray(feature["input_ids"])
+        except (TypeError, ValueError) as error:
+            raise MaskVLDataError(f"{name}: not a list of token ids ({error})") from None
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise MaskVLDataError(f"{name}: token ids must be a flat list of integers, got {ids.dtype} "
+                                  f"shape {ids.shape} ({list(feature['input_ids'])[:8]!r:.60})")
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= self.vocab_size:
+            raise MaskVLDataError(f"{name}: token id {low if low < 0 else high} is outside the vocabulary "
+                                  f"[0, {self.vocab_size}) (tagged with another tokenizer?)")
+        kept = ids[: self.max_length] if self.max_length else ids
+        word_ids = feature.get("word_ids")
+        if word_ids is not None:
+            has_text = max(list(word_ids)[: len(kept)], default=-1) >= 0
+        else:
+            has_text = bool(np.isin(kept, self._non_text_ids, invert=True).any())
+        if not has_text:
+            raise MaskVLDataError(f"{name}: no text token{' within max_length' if len(kept) < len(ids) else ''} "
+                                  "(only special tokens: an empty or unreadable caption)")
 
     def _good_items(self, features: list) -> tuple[list, list]:
         """Validated features and their loaded images; bad items raise or are skipped."""

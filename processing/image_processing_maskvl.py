@@ -35,6 +35,7 @@ from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_S
 from transformers.processing_utils import ImagesKwargs
 
 from .errors import MaskVLDataError, describe_item
+from .image_loading import check_pixel_array, exif_upright
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 # 8-bit PIL modes the batch fast path takes (`to_rgb_pil` turns each into 8-bit RGB exactly as the slow path)
@@ -56,9 +57,18 @@ def _check_array_ranks(images) -> None:
             raise MaskVLDataError(f"image array has {top} dimensions, shape {tuple(images.shape)}; expected one image "
                                   "(H, W), (H, W, C) or (C, H, W), or a batch of them (B, ...)")
         return
+    if images is None:
+        raise MaskVLDataError("no images given (images=None)")
     if isinstance(images, (list, tuple)):
         flat = [item for group in images for item in (group if isinstance(group, (list, tuple)) else [group])]
+        if not flat:
+            raise MaskVLDataError("no images given (an empty list); pass at least one image")
         for index, item in enumerate(flat):
+            if item is None:
+                raise MaskVLDataError(f"{describe_item(index)}: image is None")
+            if rank(item) is None and not isinstance(item, PIL.Image.Image):
+                raise MaskVLDataError(f"{describe_item(index)}: unsupported image type {type(item).__name__} "
+                                      "(give PIL images, numpy arrays or torch tensors; open paths with load_image)")
             if rank(item) is not None and rank(item) not in (2, 3, 4):
                 raise MaskVLDataError(f"{describe_item(index)}: image array has {rank(item)} dimensions, shape "
                                       f"{tuple(item.shape)}; expected one image (H, W), (H, W, C) or (C, H, W), "
@@ -119,6 +129,33 @@ def _high_bit_depth_to_uint8(array: np.ndarray) -> np.ndarray:
     return np.clip(array / divisor, 0, 255).round().astype(np.uint8)
 
 
+def array_to_pixels(image: np.ndarray, do_rescale: bool | None = True) -> np.ndarray:
+    """Validate a pixel array and bring it to a dtype the PIL backend reads right (module doc).
+
+    bool -> 0 / 255; signed or wide integers -> uint8 (negative values refused; above 255 scaled as 16-bit);
+    floats (when they will be rescaled) -> uint8: values in [0, 1] are taken as [0, 1] and scaled by 255,
+    values in [0, 255] as 8-bit levels, anything else is refused. With `do_rescale=False` floats pass as they
+    are (already rescaled, transformers' convention)."""
+    check_pixel_array(image)
+    kind = image.dtype.kind
+    if kind == "b":
+        return image.astype(np.uint8) * 255
+    if kind in "iu" and image.dtype != np.uint8:
+        low = int(image.min())
+        if low < 0:
+            raise MaskVLDataError(f"image array of dtype {image.dtype} has negative values (min {low}); "
+                                  "pixel values must be >= 0")
+        return _high_bit_depth_to_uint8(image)
+    if kind == "f" and do_rescale is not False:
+        low, high = float(image.min()), float(image.max())
+        if low < 0.0 or high > 255.0:
+            raise MaskVLDataError(f"float image array has values in [{low:g}, {high:g}]; expected [0, 1] "
+                                  "(or 8-bit levels in [0, 255]); pass do_rescale=False for already-scaled values")
+        scale = 255.0 if high <= 1.0 else 1.0
+        return np.clip(image.astype(np.float64) * scale, 0.0, 255.0).round().astype(np.uint8)
+    return image
+
+
 def to_rgb_pil(image: PIL.Image.Image) -> PIL.Image.Image:
     """Convert any PIL mode to 8-bit RGB (16-bit scaled, alpha composited onto white)."""
     if image.mode in _SIXTEEN_BIT_MODES or image.mode in ("I", "F"):
@@ -171,25 +208,25 @@ class MaskVLImageProcessor(PilBackend):
         return (self.size.height // self.patch_size) * (self.size.width // self.patch_size)
 
     def process_image(self, image, do_convert_rgb=None, input_data_format=None, **kwargs) -> np.ndarray:
-        """Validate one image, bring it to 8-bit RGB, return it channels-first."""
+        """Validate one image, bring it to 8-bit RGB (upright by its EXIF orientation), return it channels-first."""
         if isinstance(image, PIL.Image.Image):
             if image.width == 0 or image.height == 0:
                 raise MaskVLDataError(f"image has zero size {image.size}")
+            if image.mode == "F" and not np.isfinite(np.asarray(image)).all():
+                raise MaskVLDataError("image (mode F, e.g. a float TIFF) holds NaN or inf values")
+            image = exif_upright(image)
             if do_convert_rgb:
                 image = to_rgb_pil(image)
         else:
             if hasattr(image, "detach"):  # torch tensor
-                image = image.detach().cpu().numpy()
+                check_pixel_array(image)
+                image = image.detach().cpu()
+                image = (image.float() if image.is_floating_point() else image).numpy()
             if not isinstance(image, np.ndarray):
                 raise MaskVLDataError(f"unsupported image type {type(image).__name__}")
             if image.size == 0:
                 raise MaskVLDataError(f"image array has zero size, shape {tuple(image.shape)}")
-            if image.dtype.kind == "f" and not np.isfinite(image).all():
-                raise MaskVLDataError("image array holds NaN or inf values")
-            if image.dtype in (np.uint16, np.int32, np.uint32, np.int64):
-                image = _high_bit_depth_to_uint8(image)
-            elif image.dtype == np.bool_:
-                image = image.astype(np.uint8) * 255
+            image = array_to_pixels(image, kwargs.get("do_rescale", self.do_rescale))
         return super().process_image(image, do_convert_rgb=do_convert_rgb, input_data_format=input_data_format)
 
     def _flat_images(self, images, expected_ndims: int = 3) -> list:
@@ -257,7 +294,7 @@ class MaskVLImageProcessor(PilBackend):
             try:  # what `process_image` does (and names the item for) in the per-image path
                 if isinstance(image, PIL.Image.Image):
                     image.load()  # unreadable / truncated files fail here, as in `process_image`
-                    image = to_rgb_pil(image)
+                    image = to_rgb_pil(exif_upright(image))
                     if image.info.get("transparency") is not None:
                         return None
                 else:  # uint8 (H, W, 3) or (3, H, W)

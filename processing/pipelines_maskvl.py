@@ -11,10 +11,13 @@ Three tasks, each a ``transformers.Pipeline`` (preprocess -> _forward -> postpro
 * ``visual-question-answering`` (:class:`MaskVLVisualQuestionAnsweringPipeline`,
   ``AutoModelForVisualQuestionAnswering``): image + question -> top-k answers of the QA head.
 
-Images may be PIL images, local paths or URLs (transformers' ``load_image``); a list of inputs is batched
+Images may be PIL images, local paths or URLs; local files and PIL images are loaded by the same loader as
+the training data (``image_loading.load_image``: EXIF orientation applied, pixel cap, special files refused),
+URLs and base64 strings by transformers' ``load_image``; a list of inputs is batched
 with ``batch_size=...``; ``device=...`` picks CPU or GPU as for every pipeline.
 
-This file imports only torch, PIL and transformers: ``save_pipelines`` copies it next to the weights
+This file imports only torch, PIL, transformers and its flat siblings ``image_loading`` / ``errors``:
+``save_pipelines`` copies them next to the weights
 and writes ``custom_pipelines`` into ``config.json``, so that on the Hub::
 
     pipe = pipeline("image-fill-mask", model="owner/name", trust_remote_code=True)
@@ -32,6 +35,9 @@ from transformers import Pipeline
 from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .errors import MaskVLDataError
+from .image_loading import load_image as load_image_file
+
 FILL_MASK_TASK = "image-fill-mask"
 MATCHING_TASK = "image-text-matching"
 VQA_TASK = "visual-question-answering"
@@ -42,13 +48,19 @@ class MaskVLPipelineError(ValueError):
 
 
 def _load_rgb(image, timeout=None) -> PIL.Image.Image:
-    """PIL image, path or URL -> RGB PIL image (a clear error names the image that failed)."""
+    """PIL image, path or URL -> decoded, upright PIL image (a clear error names the image that failed).
+    Local files and PIL images go through the training data's loader; the processor converts to RGB as in
+    training (transparency composited onto white)."""
     if image is None:
         raise MaskVLPipelineError("No image given: pass a PIL image, a local path or a URL.")
     if isinstance(image, os.PathLike):
         image = os.fspath(image)
     try:
-        return load_image(image, timeout=timeout)
+        if isinstance(image, str) and not os.path.lexists(image):  # a URL or base64 data: transformers fetches it
+            image = load_image(image, timeout=timeout)
+        return load_image_file(image, "image")
+    except MaskVLDataError as error:
+        raise MaskVLPipelineError(f"Could not load image: {error}") from error
     except Exception as error:  # load_image raises ValueError / OSError / requests errors
         shown = image if isinstance(image, (str, os.PathLike)) else type(image).__name__
         raise MaskVLPipelineError(f"Could not load image {shown!r}: {error}") from error
@@ -361,9 +373,11 @@ def save_pipelines(save_directory, tasks=None) -> dict:
     module = os.path.splitext(os.path.basename(__file__))[0]
     config["custom_pipelines"] = {task: {"impl": f"{module}.{PIPELINES[task][0].__name__}",
                                          "pt": [PIPELINES[task][1]], "type": "multimodal"} for task in tasks}
-    target = os.path.join(save_directory, os.path.basename(__file__))
-    if os.path.abspath(target) != os.path.abspath(__file__):
-        shutil.copyfile(__file__, target)
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in (os.path.basename(__file__), "image_loading.py", "errors.py"):  # this file and its siblings
+        target = os.path.join(save_directory, name)
+        if os.path.abspath(target) != os.path.join(here, name):
+            shutil.copyfile(os.path.join(here, name), target)
     with open(config_path, "w", encoding="utf-8") as handle:
         json.dump(config, handle, indent=2, sort_keys=True)
         handle.write("\n")

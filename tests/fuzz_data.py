@@ -9,7 +9,13 @@ Everything is generated (no download, a few KB) and written by the tests into th
   control-character captions). `FuzzSet.rows` says for every row whether it is good and why not.
 * `odd_images()` -> valid PIL images in every mode the processor must convert.
 * `bad_image_bytes()` -> the bad files' bytes; `bad_arrays()` -> NaN / inf / empty / wrong-rank arrays.
-* `odd_captions()` / `bad_captions()` -> captions that must be kept / rejected.
+* `odd_captions()` / `bad_captions()` -> captions that must be kept / rejected (incl. bytes, numbers, lone
+  surrogates, and captions that tokenise to nothing: U+FFFD only, combining marks only).
+* `bad_image_inputs()` -> in-memory image inputs the image processor must name (float NaN TIFF, negative int8,
+  object / complex arrays); `float01_array()` -> a valid float image in [0, 1].
+* `exif_rotated_jpeg()` -> a JPEG whose EXIF orientation tag turns it upright.
+* `bad_metadata_lines()` -> `metadata.jsonl` lines that cannot be read (numeric / list / null caption, latin-1,
+  not JSON); `write_dirty_webdataset(path)` -> a shard with every kind of bad sample (and `truncate_shard`).
 
 A row is *good* when a careful pipeline must train on it, *bad* when it must be rejected (error naming it)
 or skipped (counted). The tests check both directions: nothing good is dropped, every bad row is caught.
@@ -27,6 +33,7 @@ import PIL.Image
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
 
 BOMB_SIDE = 20_000  # 400 M pixels: more than twice PIL's MAX_IMAGE_PIXELS (89.5 M), so PIL refuses it
+BIG_SIDE = 13_000  # 169 M pixels: under twice PIL's limit (PIL only warns and decodes 0.5 GB); our cap refuses it
 
 
 def png_claiming_size(width: int, height: int) -> bytes:
@@ -79,7 +86,41 @@ def bad_image_bytes() -> dict[str, tuple[str, bytes]]:
         "zero_bytes": ("png", b""),
         "not_an_image": ("png", b"<html>404 Not Found</html>"),
         "decompression_bomb": ("png", png_claiming_size(BOMB_SIDE, BOMB_SIDE)),
+        "over_pixel_cap": ("png", png_claiming_size(BIG_SIDE, BIG_SIDE)),
     }
+
+
+def float01_array(size: int = 16) -> np.ndarray:
+    """A valid float image with values in [0, 1] (must not become a near-constant image)."""
+    return np.random.default_rng(4).random((size, size, 3)).astype(np.float32)
+
+
+def bad_image_inputs() -> dict[str, object]:
+    """In-memory images the image processor must refuse, naming their index."""
+    nan_tiff = np.random.default_rng(5).random((16, 16)).astype(np.float32)
+    nan_tiff[2, 3] = np.nan
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(nan_tiff, mode="F").save(buffer, format="TIFF")
+    return {
+        "nan_float_tiff": PIL.Image.open(io.BytesIO(buffer.getvalue())),
+        "negative_int8": np.random.default_rng(6).integers(-128, 127, (16, 16, 3), dtype=np.int8),
+        "object_array": np.empty((16, 16, 3), dtype=object),
+        "complex_array": np.ones((16, 16, 3), dtype=np.complex64),
+        "float_out_of_range": np.full((16, 16, 3), 300.0, dtype=np.float32),
+        "none": None,
+    }
+
+
+def exif_rotated_jpeg(width: int = 40, height: int = 20) -> bytes:
+    """A `width` x `height` JPEG, red on its left half, tagged EXIF orientation 6 (turn 90 degrees clockwise to
+    view): viewed upright it is `height` x `width`, red on its top half."""
+    array = np.zeros((height, width, 3), dtype=np.uint8)
+    array[:, : width // 2] = (255, 0, 0)
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(array).save(buffer, format="JPEG", exif=exif.tobytes(), quality=95)
+    return buffer.getvalue()
 
 
 def bad_arrays() -> dict[str, np.ndarray]:
@@ -116,8 +157,71 @@ def bad_captions() -> dict[str, object]:
         "control_chars": "\x00\x01\x02",
         "none": None,
         "integer": 42,
+        "float": 3.5,
         "word_list": ["a", "red", "circle"],
+        "bytes": b"a red circle",
+        "lone_surrogate": "a red \ud800 circle",
+        "replacement_chars_only": "\ufffd\ufffd",
+        "combining_marks_only": "\u0301\u0308",
     }
+
+
+def bad_metadata_lines() -> dict[str, bytes]:
+    """`metadata.jsonl` lines (bytes, without the newline) that cannot be read as a row: `{name}.png` is the file."""
+    return {
+        "numeric_caption": b'{"file_name": "numeric_caption.png", "caption": 5}',
+        "list_caption": b'{"file_name": "list_caption.png", "caption": ["a", "dog"]}',
+        "null_caption": b'{"file_name": "null_caption.png", "caption": null}',
+        "missing_caption": b'{"file_name": "missing_caption.png"}',
+        "latin1_line": '{"file_name": "latin1_line.png", "caption": "un caf\xe9"}'.encode("latin-1"),
+        "not_json": b'{"file_name": "not_json.png", "caption": "a dog"',
+    }
+
+
+def _add_member(tar, name: str, data: bytes) -> None:
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+WEBDATASET_BAD_SAMPLES = ("no_caption_member", "json_without_field", "latin1_txt", "json_number_caption",
+                          "no_image_member")
+
+
+def write_dirty_webdataset(path, num_good: int = 6, image_size: int = 16) -> dict[str, str]:
+    """A tar shard of `num_good` good samples (`.png` + `.txt`, some `.json`) with one sample per kind in
+    `WEBDATASET_BAD_SAMPLES` mixed in; returns {key: "" for a good sample, else the kind}."""
+    import tarfile
+
+    scenes = make_synthetic_dataset(num_good, seed=7, image_size=image_size)
+    bad = list(WEBDATASET_BAD_SAMPLES)
+    order = [kind for pair in zip([""] * len(bad), bad) for kind in pair] + [""] * max(num_good - len(bad), 0)
+    kinds: dict[str, str] = {}
+    with tarfile.open(path, "w") as tar:
+        for index, kind in enumerate(order):
+            key = f"{index:06d}"
+            kinds[key] = kind
+            image = _encode(scenes[index % num_good]["image"])
+            caption = scenes[index % num_good]["caption"]
+            if kind != "no_image_member":
+                _add_member(tar, f"{key}.png", image)
+            if kind in ("", "no_image_member"):
+                _add_member(tar, f"{key}.txt", (caption + "\n").encode())
+            elif kind == "json_without_field":
+                _add_member(tar, f"{key}.json", json.dumps({"width": image_size}).encode())
+            elif kind == "latin1_txt":
+                _add_member(tar, f"{key}.txt", "un caf\xe9".encode("latin-1"))
+            elif kind == "json_number_caption":
+                _add_member(tar, f"{key}.json", json.dumps({"caption": 12}).encode())
+    return kinds
+
+
+def truncate_shard(path, keep_fraction: float = 0.6) -> None:
+    """Cut a tar shard at a 512-byte block boundary (a copy interrupted between two members' blocks)."""
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: int(len(data) * keep_fraction) // 512 * 512])
 
 
 STRING_BAD_CAPTIONS = ("empty", "whitespace", "control_chars")  # the ones a JSON-lines caption column can hold
@@ -190,7 +294,15 @@ def write_fuzz_imagefolder(root, num_good: int = 24, image_size: int = 32, seed:
 
 
 __all__ = [
+    "BIG_SIDE",
     "BOMB_SIDE",
+    "WEBDATASET_BAD_SAMPLES",
+    "bad_image_inputs",
+    "bad_metadata_lines",
+    "exif_rotated_jpeg",
+    "float01_array",
+    "truncate_shard",
+    "write_dirty_webdataset",
     "FuzzRow",
     "FuzzSet",
     "bad_arrays",

@@ -253,3 +253,48 @@ def test_fast_path_names_a_bad_item_like_the_per_image_path(tmp_path):
 
 # The remote-code round trip (AutoImageProcessor and AutoProcessor in a process without the package)
 # is tested in test_processor.py, one subprocess for both.
+
+
+# ---- hostile in-memory inputs (issue 14) ----------------------------------------------------------------------
+def test_float_array_in_unit_range_is_not_crushed_to_a_constant(processor):
+    """Float images in [0, 1] with the default do_rescale=True: scaled by 255 first, not divided by 255 again."""
+    from fuzz_data import float01_array
+
+    array = float01_array()
+    as_uint8 = (array * 255).round().astype(np.uint8)
+    got = processor(array, return_tensors="pt")["pixel_values"]
+    assert torch.equal(got, processor(as_uint8, return_tensors="pt")["pixel_values"])
+    assert got.std() > 0.3  # uniform noise normalised to [-1, 1]: std ~0.58 (was 0.002)
+    unscaled = processor(array, do_rescale=False, return_tensors="pt")["pixel_values"]  # the float pipeline
+    assert (unscaled - got).abs().mean() < 0.02
+    levels = (array * 255).round()  # float 8-bit levels in [0, 255] are read as such
+    assert torch.equal(processor(levels, return_tensors="pt")["pixel_values"], got)
+
+
+@pytest.mark.parametrize("name", ["nan_float_tiff", "negative_int8", "object_array", "complex_array",
+                                  "float_out_of_range", "none"])
+def test_bad_in_memory_image_is_named_by_its_index(processor, name):
+    from fuzz_data import bad_image_inputs
+
+    good = np.zeros((8, 8, 3), np.uint8)
+    messages = {"nan_float_tiff": "NaN or inf", "negative_int8": "negative values", "object_array": "dtype object",
+                "complex_array": "dtype complex64", "float_out_of_range": r"values in \[300, 300\]",
+                "none": "image is None"}
+    with pytest.raises(MaskVLDataError, match=rf"item 2\b.*{messages[name]}"):
+        processor([good, good, bad_image_inputs()[name]], return_tensors="pt")
+
+
+def test_wide_integer_arrays_are_scaled_not_refused(processor):
+    sixteen = np.full((8, 8, 3), 257 * 100, dtype=np.int16)  # 16-bit level 25700 -> 8-bit 100
+    eight = np.full((8, 8, 3), 100, dtype=np.int8)
+    reference = processor(np.full((8, 8, 3), 100, np.uint8), return_tensors="pt")["pixel_values"]
+    for array in (sixteen, eight):
+        assert torch.equal(processor(array, return_tensors="pt")["pixel_values"], reference), array.dtype
+
+
+def test_no_images_is_a_clear_error(processor):
+    for empty in ([], [[]]):
+        with pytest.raises(MaskVLDataError, match="no images given"):
+            processor(empty, return_tensors="pt")
+    with pytest.raises(MaskVLDataError, match=r"item 1: unsupported image type str"):
+        processor([np.zeros((8, 8, 3), np.uint8), "cat.png"], return_tensors="pt")

