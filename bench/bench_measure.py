@@ -150,6 +150,21 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+# bf16 dense (no sparsity) tensor-core peaks from NVIDIA's data sheets, TFLOP/s, by a substring of the device name;
+# the longest matching name wins ("H100 PCIe" before "H100", "A100" before "A10").
+BF16_DENSE_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "H100 PCIe": 756.0, "H100 NVL": 835.0, "A100": 312.0,
+                          "L40S": 362.0, "L4": 121.0, "A10": 125.0}
+
+
+def bf16_dense_peak_flops(device_name: str) -> float:
+    """bf16 dense peak FLOP/s of a GPU from its name (``torch.cuda.get_device_name()``); a clear error if unknown."""
+    matches = [name for name in BF16_DENSE_PEAK_TFLOPS if name.lower() in device_name.lower()]
+    if not matches:
+        raise ValueError(f"no bf16 dense peak known for GPU {device_name!r} (known: {sorted(BF16_DENSE_PEAK_TFLOPS)}); "
+                         "give it with --peak_tflops")
+    return BF16_DENSE_PEAK_TFLOPS[max(matches, key=len)] * 1e12
+
+
 # ------------------------------------------------------------------------------------------------ timing
 class ForeignLoad:
     """CPU time used by *other* processes while a block runs: (busy time of the machine from ``/proc/stat``
