@@ -11,7 +11,13 @@ Returned keys (all torch tensors):
   after the ITM swap when negatives are on;
 * `bool_masked_pos` (B, N) bool — True = masked patch, row-major, N = (H / patch) * (W / patch);
 * `labels` (B, T) long — original ids at masked positions, -100 elsewhere;
-* `itm_labels` (B,) long — only with `itm_negatives` on: 1 = true pair, 0 = swapped image.
+* `itm_labels` (B,) long — only with `itm_negatives` on: 1 = true pair, 0 = swapped image;
+* `patch_drop_noise` (B, N) float in [0, 1) — only with `patch_drop_noise=True`: the randomness of FLIP-style
+  patch dropping (`MaskVLConfig.patch_drop_ratio`; the model keeps the patches of smallest noise), drawn after
+  every other draw, so turning it on changes no mask.
+
+Text is padded to the batch's longest (truncated) caption, not to `max_length` (captions of 10-20 tokens make
+batches of 10-20 columns under `max_length=40`); `pad_to_multiple_of` rounds that width up.
 
 For a swapped (negative) pair `labels` is all -100 by default (`mlm_on_negatives=False`): its text
 cannot be reconstructed from the wrong image. Its masks are still drawn like any other pair so
@@ -86,6 +92,7 @@ class MaskVLDataCollator:
         group_column: optional feature key (e.g. "image_id") of pairs sharing an image, so an
             ITM swap between them is labelled a true pair.
         mlm_on_negatives: keep MLM labels on swapped pairs (default False).
+        patch_drop_noise: also return `patch_drop_noise` (B, N) for FLIP-style patch dropping (default False).
 
     Example:
         >>> collator = MaskVLDataCollator(tokenizer, image_processor, text_policy="objects",
@@ -113,6 +120,7 @@ class MaskVLDataCollator:
         image_column: str = "image",
         group_column: str | None = None,
         mlm_on_negatives: bool = False,
+        patch_drop_noise: bool = False,
     ):
         if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer needs a [MASK] and a [PAD] token")
@@ -149,6 +157,7 @@ class MaskVLDataCollator:
         self.image_column = image_column
         self.group_column = group_column
         self.mlm_on_negatives = mlm_on_negatives
+        self.patch_drop_noise = patch_drop_noise
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
         self.vocab_size = len(tokenizer)
         self._non_text_ids = np.array(sorted(set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}), dtype=np.int64)
@@ -349,6 +358,8 @@ class MaskVLDataCollator:
             if not self.mlm_on_negatives:
                 out["labels"] = labels.masked_fill(itm_labels[:, None] == 0, -100)
             out["itm_labels"] = itm_labels
+        if self.patch_drop_noise:  # last draw: the masks above are the same with or without it
+            out["patch_drop_noise"] = torch.rand(batch_size, self.grid.num_patches, generator=generator)
         return out
 
     def report(self) -> dict:

@@ -300,3 +300,30 @@ def test_untagged_features_work_with_random_only(tokenizer, image_processor, fea
     assert masked.any() and not (masked & special).any(), "special tokens must never be masked"
     with pytest.raises(ValueError, match="CaptionTagger"):
         collator(tokenizer, image_processor, text_policy="objects")(plain)
+
+
+# ---- issue 16: dynamic text length, patch-drop noise ------------------------------------------------------------
+def test_text_is_padded_to_each_batchs_longest_caption(tokenizer, image_processor, features):
+    c = collator(tokenizer, image_processor, max_length=40)
+    by_length = sorted(features, key=lambda f: len(f["input_ids"]))
+    short, long = by_length[:8], by_length[-8:]
+    assert len(short[-1]["input_ids"]) < len(long[-1]["input_ids"]) < 40
+    for batch_features in (short, long, short[:4] + long[:1]):
+        batch = c(batch_features)
+        longest = max(len(f["input_ids"]) for f in batch_features)
+        assert batch["input_ids"].shape[1] == batch["labels"].shape[1] == longest  # not max_length
+        assert batch["attention_mask"].sum(1).tolist() == [len(f["input_ids"]) for f in batch_features]
+
+
+def test_patch_drop_noise_is_seeded_and_changes_no_mask(tokenizer, image_processor, features):
+    kwargs = dict(text_policy="random", image_policy="block", joint_policy="maskvlm", itm_negatives=0.5)
+    plain = collator(tokenizer, image_processor, **kwargs)(features[:16])
+    noisy = collator(tokenizer, image_processor, patch_drop_noise=True, **kwargs)(features[:16])
+    again = collator(tokenizer, image_processor, patch_drop_noise=True, **kwargs)(features[:16])
+    other = collator(tokenizer, image_processor, patch_drop_noise=True, **{**kwargs, "seed": 1})(features[:16])
+    assert set(noisy) == set(plain) | {"patch_drop_noise"}
+    for key, value in plain.items():
+        assert torch.equal(noisy[key], value), key
+    noise = noisy["patch_drop_noise"]
+    assert noise.shape == (16, 64) and noise.dtype == torch.float32 and 0 <= noise.min() and noise.max() < 1
+    assert torch.equal(noise, again["patch_drop_noise"]) and not torch.equal(noise, other["patch_drop_noise"])
