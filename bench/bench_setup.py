@@ -23,16 +23,10 @@ Every step is ``loss.backward()`` + fused AdamW (the ``Trainer`` default on torc
 on the CPU (bf16 autocast on a GPU).
 """
 
-import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from transformers import FlavaConfig, FlavaForPreTraining, ViltConfig, ViltForMaskedLM
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO / "train_scripts") not in sys.path:  # MaskingArguments: the pre-training script's masking defaults
-    sys.path.insert(0, str(REPO / "train_scripts"))
 
 from maskvl_processing import (
     CaptionTagger,
@@ -41,7 +35,7 @@ from maskvl_processing import (
     train_wordpiece_tokenizer,
 )
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
-from pretrain_args import MaskingArguments
+from maskvl_train.arguments import MaskingArguments  # the pre-training script's masking defaults
 
 from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining
 

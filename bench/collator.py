@@ -27,12 +27,10 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import datasets
 from transformers import DataCollatorForLanguageModeling, HfArgumentParser
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_measure import (
     describe_machine,
     interleaved_times,
@@ -50,7 +48,7 @@ from maskvl_processing import (
     MaskVLDataCollator,
 )
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
-from pretrain_args import MaskingArguments
+from maskvl_train.arguments import MaskingArguments
 
 from modeling_maskvl import MaskVLConfig
 

@@ -19,13 +19,11 @@ Usage (from the repository root; about 2 minutes on a quiet 2-core CPU):
 import statistics
 import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import HfArgumentParser
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_measure import (
     CPU_ATTENTION_FLOPS,
     describe_machine,

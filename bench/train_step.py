@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_measure import (
     describe_machine,
     interleaved_times,

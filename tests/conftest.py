@@ -1,6 +1,5 @@
 """Test-wide settings: no Hub access, a private HF_HOME per run, quiet logs, one torch thread."""
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -16,9 +15,6 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TRAIN_SCRIPTS = REPO_ROOT / "train_scripts"
-if str(TRAIN_SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(TRAIN_SCRIPTS))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,10 +1,10 @@
-"""train_scripts/compare_strategies.py: identical pre-training flags, the findings check, a tiny end-to-end run."""
+"""Strategy comparison (train_scripts/compare_strategies.py -> maskvl_train.strategy_comparison): identical pre-training flags, the findings check, a tiny end-to-end run."""
 
 import json
 import shutil
 
-import compare_strategies as compare
 import pytest
+from maskvl_train import strategy_comparison as compare
 from PIL import Image
 from test_eval_checkpoints import pretrained_checkpoint
 

@@ -54,7 +54,7 @@ def test_tiny_checkpoint_loads_as_fill_mask_model_with_its_processor():
 @functools.cache
 def pretrained_checkpoint(text_masking: str = "objects") -> str:
     """Output folder of a few steps of the real pre-training script (`pretrain.main`) on synthetic data."""
-    import pretrain
+    from maskvl_train import pretraining as pretrain
 
     folder = tempfile.mkdtemp(prefix=f"maskvl-pretrained-{text_masking}-")
     pretrain.main([

@@ -1,24 +1,25 @@
-"""train_scripts/evaluate_image_necessity.py: evaluation masks, Δ of an image-blind model, end-to-end run."""
+"""Image necessity (train_scripts/evaluate_image_necessity.py -> maskvl_train.image_necessity): evaluation masks, Δ of an image-blind model, end-to-end run."""
 
 import json
 import math
 import os
 from types import SimpleNamespace
 
-import evaluate_image_necessity as necessity
 import pytest
 import torch
 from maskvl_processing import OBJECT, STOP_OR_PUNCT, MaskVLDataCollator
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
+from maskvl_train import image_necessity as necessity
+from maskvl_train.arguments import DataArguments, merge_repeated_flag
+from maskvl_train.data import tag_dataset
 from PIL import Image
-from pretrain_args import DataArguments
 from test_eval_checkpoints import IMAGE_SIZE, pretrained_checkpoint, tiny_checkpoint, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
 def features():
     tokenizer = tiny_tokenizer()
-    tagged = necessity.tag_dataset(make_synthetic_dataset(40, seed=3, image_size=IMAGE_SIZE), tokenizer,
+    tagged = tag_dataset(make_synthetic_dataset(40, seed=3, image_size=IMAGE_SIZE), tokenizer,
                                    DataArguments())
     columns = ("input_ids", "word_ids", "token_word_class", "token_concreteness")
     pixel_values = torch.randn(len(tagged), 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
@@ -159,6 +160,6 @@ def test_pretraining_policy_is_read_from_training_args(tmp_path):
 
 
 def test_checkpoint_flag_may_be_repeated():
-    merged = necessity.merge_repeated_flag(["--checkpoint", "a", "--eval_size", "8", "--checkpoint", "b", "c"])
+    merged = merge_repeated_flag(["--checkpoint", "a", "--eval_size", "8", "--checkpoint", "b", "c"])
     assert merged == ["--eval_size", "8", "--checkpoint", "a", "b", "c"]
-    assert necessity.merge_repeated_flag(["config.yaml", "--eval_size", "8"]) == ["config.yaml", "--eval_size", "8"]
+    assert merge_repeated_flag(["config.yaml", "--eval_size", "8"]) == ["config.yaml", "--eval_size", "8"]

@@ -1,10 +1,10 @@
-"""Metric functions of train_scripts/eval_metrics.py on hand-made cases with known answers."""
+"""Metric functions of maskvl_train.metrics on hand-made cases with known answers."""
 
 import math
 
 import pytest
 import torch
-from eval_metrics import (
+from maskvl_train.metrics import (
     add_sums,
     image_necessity_deltas,
     masked_token_sums,

@@ -10,8 +10,8 @@ import torch
 import yaml
 from huggingface_hub import ModelCard
 
-from eval_metrics import model_index_results
-from model_card import (check_no_machine_details, load_eval_results, render_model_card, usage_snippet,
+from maskvl_train.metrics import model_index_results
+from maskvl_train.model_card import (check_no_machine_details, load_eval_results, render_model_card, usage_snippet,
                         write_model_card)
 from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining, MaskVLForQuestionAnswering
 

@@ -1,4 +1,5 @@
-"""Pre-training script (train_scripts/pretrain.py): arguments, presets, learning, outputs, resume, data paths."""
+"""Pre-training (train_scripts/pretrain.py -> maskvl_train.pretraining): arguments, presets, learning, outputs,
+resume, data paths."""
 
 import json
 import math
@@ -6,14 +7,16 @@ import os
 import tarfile
 from pathlib import Path
 
-import pretrain
 import pytest
 import torch
 import yaml
 from isolation import run_isolated
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
-from maskvl_trainer import MaskVLPreTrainer
-from pretrain_args import DataArguments, MaskingArguments, ModelArguments, PretrainingArguments, parse_args
+from maskvl_train import pretraining as pretrain
+from maskvl_train.arguments import DataArguments, MaskingArguments, ModelArguments, PretrainingArguments, parse_args
+from maskvl_train.checkpoints import resolve_checkpoint
+from maskvl_train.scrub import shareable_arguments
+from maskvl_train.trainer import MaskVLPreTrainer
 from transformers import TrainerCallback
 
 from modeling_maskvl import MaskVLConfig
@@ -115,23 +118,35 @@ def test_masking_that_the_model_cannot_learn_from_is_refused():
         MaskingArguments(image_masking="block").collator_kwargs(MaskVLConfig.from_preset("lxmert-tiny"))
 
 
+def write_complete_checkpoint(folder: Path, step: int) -> None:
+    """The files `checkpoint_problems` asks for: trainer state at `step`, whole weights, optimizer and scheduler."""
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    save_file({"weight": torch.zeros(2)}, str(folder / "model.safetensors"))
+    torch.save({}, folder / "optimizer.pt")
+    torch.save({}, folder / "scheduler.pt")
+
+
 def test_resume_checkpoint_resolution(tmp_path):
-    assert pretrain.resolve_checkpoint("auto", str(tmp_path / "missing")) is None
+    assert resolve_checkpoint("auto", str(tmp_path / "missing")) is None
     for step in (2, 10):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    assert pretrain.resolve_checkpoint("auto", str(tmp_path)) == str(tmp_path / "checkpoint-10")
-    assert pretrain.resolve_checkpoint("latest", str(tmp_path)) == str(tmp_path / "checkpoint-10")
-    assert pretrain.resolve_checkpoint(None, str(tmp_path)) is None  # not asked: start fresh
-    assert pretrain.resolve_checkpoint("false", str(tmp_path)) is None
-    assert pretrain.resolve_checkpoint(str(tmp_path / "checkpoint-2"), str(tmp_path)) == str(tmp_path / "checkpoint-2")
+        write_complete_checkpoint(tmp_path / f"checkpoint-{step}", step)
+    (tmp_path / "checkpoint-12").mkdir()  # a crash while it was written: never resumed from by "auto"
+    assert resolve_checkpoint("auto", str(tmp_path)) == str(tmp_path / "checkpoint-10")
+    assert resolve_checkpoint("latest", str(tmp_path)) == str(tmp_path / "checkpoint-10")
+    assert resolve_checkpoint(None, str(tmp_path)) is None  # not asked: start fresh
+    assert resolve_checkpoint("false", str(tmp_path)) is None
+    assert resolve_checkpoint(str(tmp_path / "checkpoint-2"), str(tmp_path)) == str(tmp_path / "checkpoint-2")
     with pytest.raises(FileNotFoundError, match="checkpoint-7"):
-        pretrain.resolve_checkpoint(str(tmp_path / "checkpoint-7"), str(tmp_path))
+        resolve_checkpoint(str(tmp_path / "checkpoint-7"), str(tmp_path))
 
 
 def test_shareable_arguments_hold_no_token_or_absolute_path(tmp_path):
     training = PretrainingArguments(output_dir=str(tmp_path / "out"), hub_token="hf_secret")
     data = DataArguments(train_dir=str(tmp_path / "images"))
-    shared = pretrain.shareable_arguments(ModelArguments(), data, training)
+    shared = shareable_arguments(ModelArguments(), data, training)
     assert "hub_token" not in shared and "output_dir" not in shared
     assert shared["train_dir"] == "images" and shared["learning_rate"] == training.learning_rate
     assert "hf_secret" not in json.dumps(shared) and str(tmp_path) not in json.dumps(shared)

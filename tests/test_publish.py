@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-import publish
 from isolation import run_isolated
 from maskvl_processing import MaskVLImageProcessor, MaskVLProcessor, train_wordpiece_tokenizer
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
-from model_card import write_model_card
+from maskvl_train import publishing as publish
+from maskvl_train.model_card import write_model_card
 from modeling_maskvl import (MaskVLConfig, MaskVLForMaskedLM, MaskVLForPreTraining, MaskVLForQuestionAnswering,
                              MaskVLModel)
 
@@ -233,8 +233,8 @@ def test_upload_is_create_repo_plus_upload_folder_and_never_shows_the_token(chec
 @pytest.mark.slow
 def test_pretraining_output_publishes_with_its_real_metrics(tmp_path):
     """pretrain.py's folder as it leaves it -> publish --dry_run -> the card carries the run's own numbers."""
-    import pretrain
     from huggingface_hub import ModelCard
+    from maskvl_train import pretraining as pretrain
 
     run = tmp_path / "run"
     pretrain.main(["--output_dir", str(run), "--image_size", "32", "--synthetic_num_examples", "40",

@@ -1,11 +1,12 @@
-"""train_scripts/evaluate_retrieval.py: caption grouping, oracle retrieval and ITM re-ranking, end-to-end runs."""
+"""Retrieval (train_scripts/evaluate_retrieval.py -> maskvl_train.retrieval): caption grouping, oracle retrieval and ITM re-ranking, end-to-end runs."""
 
 import json
 
 import datasets
-import evaluate_retrieval as retrieval
 import pytest
 import torch
+from maskvl_train import retrieval
+from maskvl_train.metrics import rerank_top_k, retrieval_recall_at_k
 from PIL import Image
 from test_eval_checkpoints import pretrained_checkpoint, tiny_checkpoint
 
@@ -40,13 +41,13 @@ def test_perfect_itc_gets_recall_one_and_oracle_itm_fixes_rankings_inside_the_to
     # a bad ITC score puts the true image 2nd for every caption; oracle ITM on the top 2 repairs it
     bad = perfect + torch.nn.functional.one_hot((owner + 1) % 4, 4) * 2.0
     ranking = bad.argsort(dim=1, descending=True, stable=True)
-    assert retrieval.retrieval_recall_at_k(ranking, perfect.bool(), (1,))["R@1"] == 0.0
+    assert retrieval_recall_at_k(ranking, perfect.bool(), (1,))["R@1"] == 0.0
     text_inputs = {"input_ids": torch.stack([torch.zeros(5, dtype=torch.long), owner], dim=1),
                    "attention_mask": torch.ones(5, 2, dtype=torch.long)}
     pixel_values = torch.arange(4).float()[:, None, None, None].expand(4, 3, 2, 2)
     scores = retrieval.itm_scores_of_top_k(OracleITM(), bad, 2, True, text_inputs, pixel_values, batch_size=3)
-    reranked = retrieval.rerank_top_k(bad, 2, scores)
-    assert retrieval.retrieval_recall_at_k(reranked, perfect.bool(), (1,))["R@1"] == 1.0
+    reranked = rerank_top_k(bad, 2, scores)
+    assert retrieval_recall_at_k(reranked, perfect.bool(), (1,))["R@1"] == 1.0
 
 
 def test_checkpoint_without_contrastive_head_is_refused(tmp_path):

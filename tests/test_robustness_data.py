@@ -11,7 +11,6 @@ import time
 
 import datasets
 import numpy as np
-import pretrain
 import pytest
 import torch
 from fuzz_data import (
@@ -34,7 +33,8 @@ from maskvl_processing import (
 )
 from maskvl_processing.pretraining_data import load_image_text_dataset
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
-from training_guards import non_text_token_ids, screen_examples
+from maskvl_train import pretraining as pretrain
+from maskvl_train.data import non_text_token_ids, screen_examples
 
 SIZE = 32
 
@@ -273,8 +273,8 @@ def test_pretraining_names_a_bad_image_file(tmp_path):
 
 # ---- evaluation scripts -------------------------------------------------------------------------------------
 def test_evaluation_scripts_name_or_skip_bad_pairs(fuzz, skipped_run, tmp_path):
-    import evaluate_image_necessity
-    import evaluate_retrieval
+    from maskvl_train import image_necessity as evaluate_image_necessity
+    from maskvl_train import retrieval as evaluate_retrieval
 
     _, checkpoint = skipped_run
     common = ["--checkpoint", str(checkpoint), "--train_dir", str(fuzz.root), "--eval_split", "train",

@@ -1,6 +1,6 @@
 """Robustness of training runs: non-finite losses, NaN weights, crash-safe checkpoints, SIGKILL + resume, and no
-access token or machine-local path in what a run writes (train_scripts/training_guards.py, wired into
-pretrain.py through MaskVLPreTrainer and PretrainingArguments)."""
+access token or machine-local path in what a run writes (maskvl_train.trainer / checkpoints / arguments,
+wired into pre-training through MaskVLPreTrainer and PretrainingArguments)."""
 
 import copy
 import json
@@ -12,26 +12,16 @@ import subprocess
 import sys
 import textwrap
 
-import pretrain
 import pytest
 import safetensors.torch
 import torch
-from maskvl_trainer import MaskVLPreTrainer
-from training_guards import (
-    STAGING_DIR,
-    IncompleteCheckpointError,
-    NonFiniteLossError,
-    NonFiniteWeightsError,
-    checkpoint_problems,
-    last_complete_checkpoint,
-)
+from maskvl_train import pretraining as pretrain
+from maskvl_train.checkpoints import STAGING_DIR, IncompleteCheckpointError, checkpoint_problems, last_complete_checkpoint
+from maskvl_train.trainer import MaskVLPreTrainer, NonFiniteLossError, NonFiniteWeightsError
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 import modeling_maskvl.modeling_maskvl as modeling
-
-TRAIN_SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train_scripts")
-
 
 def tiny_args(output_dir, *extra, steps=4, save_steps=None):
     saving = ["--save_strategy", "no"] if save_steps is None else [
@@ -216,11 +206,10 @@ def test_pickled_training_arguments_hold_no_token_or_path(skip_run, tmp_path):
 DRIVER = textwrap.dedent(
     """
     import os, signal, sys
-    sys.path.insert(0, {train_scripts!r})
     import torch
     torch.set_num_threads(1)
-    import pretrain
-    from maskvl_trainer import MaskVLPreTrainer
+    from maskvl_train import pretraining as pretrain
+    from maskvl_train.trainer import MaskVLPreTrainer
     from transformers import Trainer, TrainerCallback
 
     kill_at, where = int(os.environ["KILL_AT_STEP"]), os.environ["KILL_WHERE"]
@@ -251,7 +240,7 @@ DRIVER = textwrap.dedent(
 
 def run_killed(tmp_path, argv, kill_at, where, env):
     driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER.format(train_scripts=TRAIN_SCRIPTS))
+    driver.write_text(DRIVER)
     result = subprocess.run([sys.executable, str(driver), *argv], check=False, capture_output=True, text=True,
                             timeout=300, env={**env, "KILL_AT_STEP": str(kill_at), "KILL_WHERE": where})
     assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]

@@ -1,12 +1,12 @@
-"""train_scripts/finetune_vqa.py and easy_vqa_data.py: loaders, targets, the accuracy metric, end-to-end runs."""
+"""VQA fine-tuning (train_scripts/finetune_vqa.py -> maskvl_train.vqa_finetuning) and maskvl_train.vqa_data: loaders, targets, the accuracy metric, end-to-end runs."""
 
 import json
 import os
 
 import evaluate
-import finetune_vqa
 import pytest
-from easy_vqa_data import answer_targets, answer_vocabulary, is_multi_answer, load_easy_vqa, load_vqa_dataset
+from maskvl_train import vqa_finetuning as finetune_vqa
+from maskvl_train.vqa_data import answer_targets, answer_vocabulary, is_multi_answer, load_easy_vqa, load_vqa_dataset
 from PIL import Image
 from test_eval_checkpoints import tiny_checkpoint, tiny_tokenizer
 

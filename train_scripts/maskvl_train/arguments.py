@@ -1,16 +1,19 @@
-"""Argument dataclasses of the MaskVL training scripts, read by `HfArgumentParser`.
+"""Argument dataclasses of the MaskVL training scripts, read by `HfArgumentParser`, and how they are parsed.
 
 * `ModelArguments`     -- preset, sizes, tokenizer, pretrained towers.
 * `DataArguments`      -- where the image-caption pairs come from and how they are tagged
   (reused by the evaluation scripts).
 * `MaskingArguments`   -- every masking option of `MaskVLDataCollator` (reused by the evaluation
   scripts); `collator_kwargs(config)` turns them into the collator's constructor arguments.
-* `PretrainingArguments` -- transformers' `TrainingArguments` with defaults for the tiny CPU run.
+* `PretrainingArguments` -- transformers' `TrainingArguments` with defaults for the tiny CPU run, pickled
+  without tokens and local paths (`ShareablePickleMixin`).
 
 `parse_args(dataclass_types, argv)` reads them from the command line, from a YAML / JSON file, or
-from a file followed by command-line overrides (`pretrain.py run.yaml --max_steps 10`).
+from a file followed by command-line overrides (`pretrain.py run.yaml --max_steps 10`);
+`merge_repeated_flag` lets a list flag be given several times (`--checkpoint A --checkpoint B`).
 """
 
+import copy
 import json
 import os
 import sys
@@ -19,7 +22,6 @@ from dataclasses import dataclass, field, fields
 import torch
 import yaml
 from maskvl_processing import IMAGE_MASKING_POLICIES, JOINT_MASKING_POLICIES, TEXT_MASKING_POLICIES
-from training_guards import ShareablePickleMixin
 from transformers import HfArgumentParser, TrainingArguments
 
 TAGGER_BACKENDS = ("auto", "dataset", "pattern", "spacy")
@@ -308,6 +310,37 @@ class MaskingArguments:
         }
 
 
+# ---- shareable training arguments ------------------------------------------------------------------------
+class ShareablePickleMixin:
+    """`TrainingArguments` mixin: pickled without access tokens and machine-local paths.
+
+    The Trainer pickles its arguments into `training_args.bin` of every checkpoint (and of the folder it
+    pushes with `hub_strategy="checkpoint"`); without this, `--hub_token` and the absolute `--output_dir`
+    end up there. Pickles get `*_token` fields set to None and absolute paths reduced to their last
+    component; `copy.copy` / `copy.deepcopy` still copy everything.
+    """
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        for key, value in state.items():
+            if key.endswith("_token") and value is not None:
+                state[key] = None
+            elif isinstance(value, str) and os.path.isabs(value):
+                state[key] = os.path.basename(os.path.normpath(value))
+        return state
+
+    def __copy__(self):
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __deepcopy__(self, memo):
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
+
+
 @dataclass
 class PretrainingArguments(ShareablePickleMixin, TrainingArguments):
     """transformers' `TrainingArguments`, with defaults for the tiny default run on a 2-core CPU.
@@ -374,3 +407,18 @@ def parse_args(dataclass_types=(ModelArguments, DataArguments, MaskingArguments,
             raise ValueError(f"unknown argument(s) in the argument file: {unknown}")
         parser.set_defaults(**values)
     return parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+
+
+def merge_repeated_flag(argv: list[str], flag: str = "--checkpoint") -> list[str]:
+    """`--checkpoint A --checkpoint B C` -> `--checkpoint A B C` (argparse would keep only the last)."""
+    values, rest, index = [], [], 0
+    while index < len(argv):
+        if argv[index] == flag:
+            index += 1
+            while index < len(argv) and not argv[index].startswith("--"):
+                values.append(argv[index])
+                index += 1
+        else:
+            rest.append(argv[index])
+            index += 1
+    return rest + [flag, *values] if values else rest

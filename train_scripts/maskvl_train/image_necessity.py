@@ -26,41 +26,8 @@ column `objects`; skipped when the data set has none). With several checkpoints,
 accuracy matrix (rows: evaluation mask, columns: checkpoint / pre-training policy) as in the
 paper's "hierarchy of masked semantic classes".
 
-Launch (CPU is fine). The data flags are the pre-training script's `DataArguments`; evaluation data
-default to the embedded synthetic set's `test` stream (seed `--data_seed`, default 42 like
-pre-training), which shares no scene with pre-training's `train` / `validation` streams; `--eval_size`
-(default 500) pairs, rendered at the checkpoint's image size. Real data without `--eval_split` use the
-same held-out pairs as pre-training (same `--eval_size` and seed).
-
-    python train_scripts/evaluate_image_necessity.py --checkpoint outputs/pretrain --output_dir outputs/necessity
-    python train_scripts/evaluate_image_necessity.py --checkpoint runs/random runs/objects runs/content \
-        --output_dir outputs/necessity_matrix
-    python train_scripts/evaluate_image_necessity.py --checkpoint ckpt --output_dir out \
-        --train_dir data/coco --eval_split validation             # real data: imagefolder + metadata.jsonl
-    python train_scripts/evaluate_image_necessity.py config.yaml --eval_size 200   # file, then overrides
-
-Outputs in `--output_dir`:
-
-* `image_necessity.json` — schema (version 1)::
-
-    {"schema_version": 1, "task": "image_necessity",
-     "eval_data": {"source": str, "split": str, "num_examples": int, "seed": int},
-     "settings": {"eval_masks": [str], "mask_rate": float, "seed": int, "variants": ["blank", "mismatched"],
-                  "prompts": [str], "prompt_top_k": [int]},
-     "checkpoints": [{"checkpoint": path, "name": str, "pretraining_policy": str | null,
-        "masks": {mask: {"num_captions_scored": int, "num_tokens": int,
-                         "with_image": {"loss", "exp_loss", "acc@1", "acc@5"},
-                         "blank": {...same...}, "mismatched": {...same...},
-                         "delta_blank": {"loss", "exp_loss", "acc@1", "acc@5"}, "delta_mismatched": {...}}},
-        "object_detection": {prompt: {"precision@1", "precision@5", "precision@10", "num_images"}} | null,
-        "model_index": [model-index result entries]}],
-     "accuracy_matrix": {"metric": "acc@5", "variant": "with_image", "rows": [mask], "columns": [name],
-                         "values": [[float]]}}
-
-  Accuracies are fractions in [0, 1]; `loss` in nats; NaN is written as null.
-* `image_necessity.md` — per checkpoint, the paper's table (exp loss and Acc@5: with image /
-  without image / Δ), the accuracy matrix and the object-detection table.
-* `image_necessity_delta_loss.png` — bar chart of Δ loss (blank and mismatched) by evaluation mask.
+Launch commands and output files: `train_scripts/evaluate_image_necessity.py`
+(console script `maskvl-evaluate-image-necessity`).
 """
 
 import json
@@ -71,29 +38,24 @@ import sys
 from dataclasses import dataclass, field
 
 import torch
-from eval_metrics import (
+from maskvl_processing import TEXT_MASKING_POLICIES, MaskVLDataCollator, MaskVLProcessor, WordClassMasking
+from maskvl_processing.masking_primitives import derangement, whole_word_rate_mask, word_level_features
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModelForMaskedLM
+
+import modeling_maskvl  # noqa: F401  (registers the Auto classes)
+
+from .arguments import DataArguments, merge_repeated_flag, parse_args
+from .data import load_eval_dataset, tag_dataset
+from .metrics import (
     add_sums,
     image_necessity_deltas,
+    json_safe,
     masked_token_sums,
     model_index_results,
     prompt_precision_at_k,
     summarise_masked_tokens,
 )
-from maskvl_processing import (
-    TEXT_MASKING_POLICIES,
-    CaptionTagger,
-    MaskVLDataCollator,
-    MaskVLProcessor,
-    WordClassMasking,
-)
-from maskvl_processing.masking_primitives import derangement, whole_word_rate_mask, word_level_features
-from maskvl_processing.pretraining_data import load_image_text_dataset, train_eval_split
-from pretrain_args import DataArguments, parse_args
-from tqdm.auto import tqdm
-from training_guards import screen_examples
-from transformers import AutoConfig, AutoModelForMaskedLM
-
-import modeling_maskvl  # noqa: F401  (registers the Auto classes)
 
 logger = logging.getLogger(__name__)
 
@@ -102,41 +64,6 @@ CLASS_MASKS = ("stop_words", "content_words", "objects", "attributes", "relation
 EVAL_MASKS = ("random",) + CLASS_MASKS + tuple(CONCRETENESS_BINS)
 VARIANTS = ("blank", "mismatched")
 PAPER_PROMPTS = ("A photo of a [MASK].", "A [MASK] in the photo.")
-
-
-def load_eval_dataset(data_args: DataArguments, data_seed: int, image_size: int):
-    """(dataset, description) of the evaluation pairs, held out from pre-training.
-
-    Synthetic data: the `test` stream of `data_seed` (pre-training uses `train` / `validation`).
-    Real data: `--eval_split` if given, else the pre-training script's held-out part of the training
-    split (`train_eval_split(train, eval_size, seed=data_seed)["validation"]`; same seed = same pairs).
-    At most `--max_eval_samples` (default `--eval_size`) pairs.
-    """
-    source = dict(dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
-                  train_dir=data_args.train_dir, webdataset=data_args.webdataset, image_column=data_args.image_column,
-                  caption_column=data_args.caption_column, cache_dir=data_args.cache_dir,
-                  synthetic_image_size=image_size, seed=data_seed)
-    limit = data_args.max_eval_samples or data_args.eval_size
-    synthetic = not (data_args.dataset_name or data_args.train_dir or data_args.webdataset)
-    if synthetic:
-        split = data_args.eval_split or "test"
-        dataset = load_image_text_dataset(split=split, synthetic_num_examples=limit, **source)
-    elif data_args.eval_split is not None:
-        split = data_args.eval_split
-        dataset = load_image_text_dataset(split=split, **source)
-    else:
-        split = f"{data_args.train_split} (held out: eval_size {data_args.eval_size}, seed {data_seed})"
-        train = load_image_text_dataset(split=data_args.train_split, **source)
-        dataset = train_eval_split(train, data_args.eval_size, seed=data_seed)["validation"]
-    dataset = dataset.select(range(min(limit, len(dataset))))
-    # every image opened and caption checked up front: an error naming the bad pairs, or they are skipped
-    dataset, skipped = screen_examples(dataset, split=split, caption_column="caption",
-                                       on_error="skip" if data_args.skip_bad_examples else "raise")
-    name = data_args.dataset_name or data_args.train_dir or data_args.webdataset or "maskvl-synthetic-scenes"
-    eval_data = {"source": name, "split": split, "num_examples": len(dataset), "seed": data_seed}
-    if data_args.skip_bad_examples:
-        eval_data["skipped_examples"] = skipped.skipped
-    return dataset, eval_data
 
 
 @dataclass
@@ -228,19 +155,6 @@ def pretraining_policy(checkpoint: str) -> str | None:
     if recorded.get("joint_masking") not in (None, "independent"):
         name += f"+{recorded['joint_masking']}"
     return name
-
-
-def tag_dataset(dataset, tokenizer, data_args: DataArguments):
-    """Word classes + word-pieces per caption (`CaptionTagger`, as in pre-training); keeps `image` and `objects`."""
-    backend = data_args.tagger
-    if backend == "auto":
-        backend = "dataset" if {"words", "word_classes"} <= set(dataset.column_names) else "pattern"
-    tagger = CaptionTagger(tokenizer, backend=backend, max_length=data_args.max_seq_length,
-                           spacy_model=data_args.spacy_model, object_vocab=data_args.object_vocab,
-                           attribute_vocab=data_args.attribute_vocab, relation_vocab=data_args.relation_vocab)
-    keep = {"image", "objects"}
-    return dataset.map(tagger, batched=True, with_indices=True, desc="tagging captions",
-                       remove_columns=[c for c in dataset.column_names if c not in keep])
 
 
 def process_images(dataset, image_processor, batch_size: int) -> torch.Tensor:
@@ -444,17 +358,6 @@ def plot_delta_loss(report: dict, path: str) -> None:
     plt.close(fig)
 
 
-def _json_safe(value):
-    """NaN -> None, recursively (strict JSON)."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def run(args: ImageNecessityArguments, data_args: DataArguments) -> dict:
     """Evaluate every checkpoint and write the JSON, Markdown and PNG; returns the report dict."""
     image_size = AutoConfig.from_pretrained(args.checkpoint[0]).vision_config.image_size
@@ -468,26 +371,11 @@ def run(args: ImageNecessityArguments, data_args: DataArguments) -> dict:
               "checkpoints": results, "accuracy_matrix": accuracy_matrix(results, args.eval_masks, args.matrix_metric)}
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, "image_necessity.json"), "w") as handle:
-        json.dump(_json_safe(report), handle, indent=2)
+        json.dump(json_safe(report), handle, indent=2)
     with open(os.path.join(args.output_dir, "image_necessity.md"), "w") as handle:
         handle.write(markdown_report(report))
     plot_delta_loss(report, os.path.join(args.output_dir, "image_necessity_delta_loss.png"))
     return report
-
-
-def merge_repeated_flag(argv: list[str], flag: str = "--checkpoint") -> list[str]:
-    """`--checkpoint A --checkpoint B C` -> `--checkpoint A B C` (argparse would keep only the last)."""
-    values, rest, index = [], [], 0
-    while index < len(argv):
-        if argv[index] == flag:
-            index += 1
-            while index < len(argv) and not argv[index].startswith("--"):
-                values.append(argv[index])
-                index += 1
-        else:
-            rest.append(argv[index])
-            index += 1
-    return rest + [flag, *values] if values else rest
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -7,8 +7,8 @@
   are objects of the image).
 * `retrieval_recall_at_k` / `rerank_top_k` (R@k for image<->text retrieval, ITM re-ranking).
 * `mean_and_spread` (mean and spread over seeds). VQA accuracy is the local `evaluate` module
-  `train_scripts/metrics/vqa_accuracy`.
-* `model_index_results` (the `model-index` entries a model card carries).
+  `maskvl_train/vqa_accuracy`.
+* `model_index_results` (the `model-index` entries a model card carries); `json_safe` (NaN -> null).
 
 Conventions: logits are (M, V) float over the M scored positions and labels (M,) long; a label of
 -100 is never scored. Every function returns plain Python numbers / dicts so results go straight to
@@ -129,6 +129,17 @@ def rerank_top_k(similarity: torch.Tensor, k: int, rerank_scores: torch.Tensor) 
     return torch.cat([order[:, :k].gather(1, inner), order[:, k:]], dim=1)
 
 
+def json_safe(value):
+    """NaN -> None, recursively (strict JSON)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def mean_and_spread(values) -> dict:
     """`{"mean", "std" (sample, 0 for one value), "min", "max", "n"}` of a list of numbers."""
     values = [float(v) for v in values]
@@ -168,6 +179,7 @@ __all__ = [
     "prompt_precision_at_k",
     "retrieval_recall_at_k",
     "rerank_top_k",
+    "json_safe",
     "mean_and_spread",
     "model_index_results",
 ]

@@ -1,9 +1,10 @@
 """Model cards for MaskVL checkpoints, rendered from ``model_cards/maskvl_model_card.md``.
 
-The pre-training script calls :func:`write_model_card` at the end of training; ``publish.py`` renders the
-card again with the Hub repo id and the evaluation scripts' JSON results::
+The pre-training script calls :func:`write_model_card` at the end of training (with the run's
+:func:`pretraining_summary`); ``publish.py`` renders the card again with the Hub repo id and the evaluation
+scripts' JSON results::
 
-    from model_card import write_model_card
+    from maskvl_train.model_card import write_model_card
     write_model_card(output_dir, training_summary={
         "preset": "maskvlm-tiny", "dataset": None, "text_masking": "objects", "image_masking": "block",
         "joint_masking": "maskvlm", "max_steps": 200, "num_train_examples": 2000, "seed": 0,
@@ -33,7 +34,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from maskvl_processing.pipelines_maskvl import FILL_MASK_TASK, MATCHING_TASK, VQA_TASK
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "maskvl_model_card.md"
+TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "maskvl_model_card.md"
 SUMMARY_FILE = "training_summary.json"
 EXAMPLE_IMAGE_URL = "https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/coco_sample.png"
 EXAMPLE_QUESTION = "How many cats are there?"
@@ -186,6 +187,25 @@ def render_model_card(checkpoint_dir: str | os.PathLike, training_summary: dict,
     except ValueError as error:
         raise ValueError(f"Model card of {checkpoint_dir.name}: {error}") from None
     return card
+
+
+def pretraining_summary(model, data_args, masking, training_args, metrics, num_train, num_eval) -> dict:
+    """The pre-training run as the model card reports it (`write_model_card`); local paths are reduced there."""
+    def policy(kind):
+        return {"name": masking[f"{kind}_policy"], **masking[f"{kind}_policy_kwargs"]}
+
+    final = {k: v for k, v in metrics.items() if k.endswith(("loss", "accuracy")) and "baseline" not in k}
+    final["frequency_baseline_accuracy"] = metrics.get("eval_frequency_baseline_accuracy")
+    return {
+        "preset": model.config.preset,
+        "dataset": data_args.dataset_name or data_args.train_dir or data_args.webdataset or "synthetic_scenes",
+        "dataset_description": data_args.source_description,
+        "text_masking": policy("text"), "image_masking": policy("image"), "joint_masking": policy("joint"),
+        "itm_negative_prob": masking["itm_negatives"] or 0.0,
+        "max_steps": training_args.max_steps,
+        "num_train_epochs": None if training_args.max_steps > 0 else training_args.num_train_epochs,
+        "metrics": final, "num_train_examples": num_train, "num_eval_examples": num_eval, "seed": training_args.seed,
+    }
 
 
 def usage_snippet(model_ref: str, task: str = FILL_MASK_TASK, mask_token: str = "[MASK]") -> str:

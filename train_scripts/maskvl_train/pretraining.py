@@ -1,135 +1,37 @@
-"""Masked vision-and-language pre-training of a MaskVL model with transformers' Trainer.
+"""Masked vision-and-language pre-training of a MaskVL model with transformers' Trainer (`maskvl-pretrain`).
 
 Linear: parse arguments -> load image-caption data -> tokenizer -> tag + tokenise (datasets.map) ->
 model -> collators (masking) -> Trainer -> save a Hub-ready folder (weights, config with auto_map,
-processor + tokenizer, code files, training_args.json, metrics, model card).
-
-Launch (from the repository root):
-
-    # default: tiny MaskVLM on the embedded synthetic scenes, ~5 minutes on a 2-core CPU
-    accelerate launch train_scripts/pretrain.py
-    python train_scripts/pretrain.py                           # the same, without accelerate
-
-    # arguments from a file, then command-line overrides
-    python train_scripts/pretrain.py run.yaml --max_steps 100
-
-    # presets, masking, real data
-    accelerate launch train_scripts/pretrain.py --preset mlim-tiny --text_masking objects
-    accelerate launch train_scripts/pretrain.py --train_dir data/my_images --caption_column text
-    accelerate launch train_scripts/pretrain.py --webdataset "shards/cc3m-{00000..00331}.tar"
-    accelerate launch train_scripts/pretrain.py --dataset_name user/captions --streaming --max_steps 10000
-
-    # resume the latest checkpoint of --output_dir (starts fresh if there is none)
-    accelerate launch train_scripts/pretrain.py --resume_from_checkpoint auto
-
-    # 2-process DDP on CPU (plain `--cpu --num_processes 2` starts ONE process)
-    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 train_scripts/pretrain.py
-    torchrun --nproc_per_node 2 train_scripts/pretrain.py
-
-    # GPUs: see train_scripts/accelerate_configs/ and docs/pretraining.md
-    accelerate launch --config_file train_scripts/accelerate_configs/multi_gpu.yaml train_scripts/pretrain.py \
-        --preset maskvlm --image_size 224 --per_device_train_batch_size 64 --bf16
+processor + tokenizer, code files, training_args.json, metrics, model card). Launch commands are in
+`train_scripts/pretrain.py`.
 """
 
 import json
 import logging
 import os
-from dataclasses import asdict
 
 import datasets
 import transformers
 from maskvl_processing import (
-    CaptionTagger,
     MaskVLDataCollator,
     MaskVLImageProcessor,
     MaskVLProcessor,
     load_tokenizer,
     train_wordpiece_tokenizer,
 )
-from maskvl_processing.pretraining_data import load_image_text_dataset, train_eval_split
-from maskvl_trainer import ExampleSeededMasking, MaskVLPreTrainer, most_frequent_masked_token
-from pretrain_args import parse_args
-from training_guards import non_text_token_ids, screen_examples, without_image_decoding
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining
 
+from .arguments import parse_args
+from .checkpoints import resolve_checkpoint
+from .data import load_raw_splits, tag_splits, training_captions
+from .model_card import pretraining_summary, write_model_card
+from .scrub import shareable_arguments
+from .seeded_masking import ExampleSeededMasking, most_frequent_masked_token
+from .trainer import MaskVLPreTrainer
+
 logger = logging.getLogger("pretrain")
-
-ID_COLUMN = "example_id"
-TAGGED_COLUMNS = CaptionTagger.output_columns + (ID_COLUMN,)
-
-
-# ---- data ------------------------------------------------------------------------------------------
-def load_raw_splits(data_args, image_size: int, seed: int) -> dict:
-    """{"train": ..., "validation": ...} with `image` and `caption` columns (map-style or streaming)."""
-    source = dict(
-        dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
-        train_dir=data_args.train_dir, webdataset=data_args.webdataset, streaming=data_args.streaming,
-        image_column=data_args.image_column, caption_column=data_args.caption_column, cache_dir=data_args.cache_dir,
-        synthetic_image_size=image_size, seed=seed,
-    )
-    synthetic = not (data_args.dataset_name or data_args.train_dir or data_args.webdataset)
-    train = load_image_text_dataset(split=data_args.train_split, synthetic_num_examples=data_args.synthetic_num_examples,
-                                    **source)
-    if synthetic:  # an independent random stream: no scene is shared with the training split
-        evaluation = load_image_text_dataset(split="validation", synthetic_num_examples=data_args.eval_size, **source)
-    elif data_args.eval_split is not None:
-        evaluation = load_image_text_dataset(split=data_args.eval_split, **source)
-    else:
-        held_out = train_eval_split(train, data_args.eval_size, seed=seed)
-        train, evaluation = held_out["train"], held_out["validation"]
-    splits = {"train": train, "validation": evaluation}
-    for name, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
-        if limit is not None:
-            ds = splits[name]
-            splits[name] = ds.take(limit) if isinstance(ds, datasets.IterableDataset) else ds.select(range(min(limit, len(ds))))
-    return splits
-
-
-def training_captions(train, limit: int) -> list[str]:
-    """Up to `limit` training captions (for the tokenizer)."""
-    if isinstance(train, datasets.Dataset):
-        return train.select(range(min(limit, len(train))))["caption"]
-    return [row["caption"] for row in train.select_columns(["caption"]).take(limit)]
-
-
-def tag_batch(batch: dict, indices: list[int], tagger: CaptionTagger) -> dict:
-    """Batched map function: word classes + word-pieces (`CaptionTagger`) and the example id."""
-    out = tagger(batch, indices)
-    out[ID_COLUMN] = list(indices)
-    return out
-
-
-def tag_splits(splits: dict, tokenizer, data_args) -> tuple[dict, dict]:
-    """Tag and tokenise every split with `datasets.map` (cached, `num_proc`); keep `image` + token features.
-    Images stay undecoded (the collator opens them; a bad file raises an error naming it). With
-    --skip_bad_examples every example is checked and bad ones are dropped: returns (splits, {split: report})."""
-    tagged, skipped = {}, {}
-    for name, ds in splits.items():
-        ds = without_image_decoding(ds)
-        columns = ds.column_names or list(next(iter(ds)).keys())
-        backend = data_args.tagger
-        if backend == "auto":
-            backend = "dataset" if {"words", "word_classes"} <= set(columns) else "pattern"
-        tagger = CaptionTagger(
-            tokenizer, backend=backend, max_length=data_args.max_seq_length, spacy_model=data_args.spacy_model,
-            on_error="skip" if data_args.skip_bad_examples else "raise", object_vocab=data_args.object_vocab,
-            attribute_vocab=data_args.attribute_vocab, relation_vocab=data_args.relation_vocab,
-        )
-        map_kwargs = dict(batched=True, with_indices=True, fn_kwargs={"tagger": tagger},
-                          remove_columns=[c for c in columns if c != "image"])
-        if isinstance(ds, datasets.Dataset):
-            map_kwargs.update(num_proc=data_args.preprocessing_num_workers,
-                              load_from_cache_file=not data_args.overwrite_cache, desc=f"Tagging {name} captions")
-        ds = ds.map(tag_batch, **map_kwargs)
-        if data_args.skip_bad_examples:
-            ds, skipped[name] = screen_examples(
-                ds, split=name, special_token_ids=non_text_token_ids(tokenizer), id_column=ID_COLUMN,
-                num_proc=map_kwargs.get("num_proc"), load_from_cache_file=map_kwargs.get("load_from_cache_file", True))
-        tagged[name] = ds
-    return tagged, skipped
 
 
 # ---- model -----------------------------------------------------------------------------------------
@@ -180,58 +82,6 @@ def build_model(model_args, config: MaskVLConfig, tokenizer, max_seq_length: int
     return model
 
 
-# ---- checkpoints and outputs -----------------------------------------------------------------------
-def resolve_checkpoint(value: str | None, output_dir: str) -> str | None:
-    """--resume_from_checkpoint: None / "false" -> start fresh; "auto" / "latest" / "true" -> the latest
-    checkpoint of `output_dir` (None when there is none); otherwise a checkpoint folder that must exist."""
-    if value is None or str(value).lower() in ("", "false", "no", "none"):
-        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-        if last is not None:
-            logger.warning("%s holds %s; starting from scratch. Pass --resume_from_checkpoint auto to continue it.",
-                           output_dir, os.path.basename(last))
-        return None
-    if str(value).lower() in ("auto", "latest", "true", "yes"):
-        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-        logger.info("Resuming from %s", last if last else f"scratch (no checkpoint in {output_dir})")
-        return last
-    if not os.path.isdir(value):
-        raise FileNotFoundError(f"--resume_from_checkpoint {value!r} is not a checkpoint folder")
-    return value
-
-
-def shareable_arguments(*dataclasses_) -> dict:
-    """All arguments as a JSON-able dict without tokens or machine-local paths (for the Hub)."""
-    out = {}
-    for args in dataclasses_:
-        values = args.to_dict() if hasattr(args, "to_dict") else asdict(args)
-        for key, value in values.items():
-            if key.endswith("_token") or key in ("output_dir", "logging_dir", "hub_token", "push_to_hub_token"):
-                continue
-            if isinstance(value, str) and os.path.isabs(value):
-                value = os.path.basename(os.path.normpath(value))
-            out[key] = value
-    return json.loads(json.dumps(out, default=str))
-
-
-def training_summary(model, data_args, masking, training_args, metrics, num_train, num_eval) -> dict:
-    """What the model card reports (`model_card.write_model_card`); local paths are reduced there."""
-    def policy(kind):
-        return {"name": masking[f"{kind}_policy"], **masking[f"{kind}_policy_kwargs"]}
-
-    final = {k: v for k, v in metrics.items() if k.endswith(("loss", "accuracy")) and "baseline" not in k}
-    final["frequency_baseline_accuracy"] = metrics.get("eval_frequency_baseline_accuracy")
-    return {
-        "preset": model.config.preset,
-        "dataset": data_args.dataset_name or data_args.train_dir or data_args.webdataset or "synthetic_scenes",
-        "dataset_description": data_args.source_description,
-        "text_masking": policy("text"), "image_masking": policy("image"), "joint_masking": policy("joint"),
-        "itm_negative_prob": masking["itm_negatives"] or 0.0,
-        "max_steps": training_args.max_steps,
-        "num_train_epochs": None if training_args.max_steps > 0 else training_args.num_train_epochs,
-        "metrics": final, "num_train_examples": num_train, "num_eval_examples": num_eval, "seed": training_args.seed,
-    }
-
-
 def main(argv=None) -> MaskVLPreTrainer:
     # 1. arguments
     model_args, data_args, masking_args, training_args = parse_args(argv=argv)
@@ -242,7 +92,8 @@ def main(argv=None) -> MaskVLPreTrainer:
     if training_args.gradient_checkpointing and training_args.ddp_find_unused_parameters is None:
         # maskvlm skips the MLM or MIM pass when a batch has no row of that kind: DDP must allow unused weights
         training_args.ddp_find_unused_parameters = True
-    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir,
+                                    require_optimizer=not training_args.save_only_model)
     set_seed(training_args.seed)
     data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
 
@@ -310,15 +161,8 @@ def main(argv=None) -> MaskVLPreTrainer:
             os.remove(pickled)
         num_train = len(train_dataset) if isinstance(train_dataset, datasets.Dataset) else None
         num_eval = len(eval_dataset) if isinstance(eval_dataset, datasets.Dataset) else None
-        summary = training_summary(model, data_args, masking, training_args, metrics, num_train, num_eval)
-        try:
-            import model_card
-        except ModuleNotFoundError as error:
-            if error.name != "model_card":
-                raise
-            logger.info("train_scripts/model_card.py not found: no model card written")
-        else:
-            model_card.write_model_card(output_dir, summary)
+        summary = pretraining_summary(model, data_args, masking, training_args, metrics, num_train, num_eval)
+        write_model_card(output_dir, summary)
         if "eval_mlm_accuracy" in metrics:
             print(f"held-out masked-token accuracy {metrics['eval_mlm_accuracy']:.3f} vs frequency baseline "
                   f"{metrics.get('eval_frequency_baseline_accuracy', float('nan')):.3f} (always "

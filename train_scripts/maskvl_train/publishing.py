@@ -1,25 +1,10 @@
-"""Publish a MaskVL training output folder to the Hugging Face Hub.
+"""Publishing a MaskVL training output folder to the Hugging Face Hub: validate, stage, check, upload.
 
-Validate the folder, stage exactly the files to upload (weights, config, code, processor, tokenizer, custom
-pipelines, model card), then upload them with ``huggingface_hub`` -- or, with ``--dry_run OUT``, write the
-staged folder to ``OUT`` and stop::
-
-    python train_scripts/publish.py --checkpoint runs/maskvlm-tiny --repo_id you/maskvlm-tiny --dry_run staged/
-    python train_scripts/publish.py --checkpoint runs/maskvlm-tiny --repo_id you/maskvlm-tiny --private
-    python train_scripts/publish.py --checkpoint runs/vqa --repo_id you/maskvl-vqa \\
-        --eval_results runs/vqa/vqa_results.json --revision v1 --create_pr
-    python train_scripts/publish.py publish.yaml          # the same arguments from a YAML / JSON file
-
-Validation (every problem is reported, each naming its file): ``config.json`` of model type ``maskvl``;
-safetensors weights only (pickled weights are refused; Trainer state such as ``training_args.bin`` is
-never uploaded); an ``auto_map`` entry for every auto class, each pointing at a code file of the folder that
-defines the class; a processor (``processor_config.json``) and tokenizer whose image size, patch size and
-vocabulary agree with the model; no local paths or tokens in the text files; and the code files load on
-their own (a subprocess in which the ``maskvl`` packages cannot be imported loads config, every model
-class, the processor and the pipelines from the staged folder).
-
-The token comes from the usual places (``HF_TOKEN``, ``hf auth login``); this script never prints it or
-writes it anywhere.
+`publish(PublishArguments(...))` validates the folder (every problem named with its file), stages exactly
+the files to upload (weights, config, code, processor, tokenizer, custom pipelines, model card), checks the
+staged text for local paths and tokens and that the code files load without the `maskvl` packages, then
+uploads with ``huggingface_hub`` or writes the dry-run folder. Launch commands: `train_scripts/publish.py`
+(console script `maskvl-publish`).
 """
 
 import json
@@ -39,7 +24,8 @@ from tqdm.auto import tqdm
 from transformers import HfArgumentParser
 
 from maskvl_processing.pipelines_maskvl import PIPELINES, applicable_tasks, save_pipelines
-from model_card import SUMMARY_FILE, check_no_machine_details, load_eval_results, render_model_card, scrub_summary
+
+from .model_card import SUMMARY_FILE, check_no_machine_details, load_eval_results, render_model_card, scrub_summary
 
 # Every auto class a MaskVL checkpoint must answer to (config.json's auto_map).
 REQUIRED_AUTO_CLASSES = ("AutoConfig", "AutoModel", "AutoModelForPreTraining", "AutoModelForMaskedLM",
@@ -385,8 +371,9 @@ _ISOLATED_LOAD = textwrap.dedent("""
 """)
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> Path | str:
+    """`main`, with a failure reported as one line naming the problem (exit status 1) instead of a traceback."""
     try:
-        main()
+        return main(argv)
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError, RuntimeError) as error:
         sys.exit(f"publish.py: {error}")

@@ -6,29 +6,13 @@ candidates are ranked by cosine similarity (ITC), then the top `--rerank_k` of e
 re-ranked by the ITM head's match probability (the rest keep their ITC order). A query counts as
 found at k when any of its true partners is among its first k candidates.
 
-Data: the same flags and held-out pairs as `evaluate_image_necessity.py` (the pre-training script's
+Data: the same flags and held-out pairs as the image-necessity evaluation (the pre-training script's
 `DataArguments`; default the embedded synthetic `test` stream). Several captions per image
 (Flickr30k / COCO style) go through the same code: either the caption column holds a list of
 captions per image, or rows that share `--image_id_column` are one image with several captions.
 
-Launch:
-
-    python train_scripts/evaluate_retrieval.py --checkpoint outputs/pretrain --output_dir outputs/retrieval
-    python train_scripts/evaluate_retrieval.py --checkpoint ckpt --output_dir out \
-        --dataset_name nlphuji/flickr30k --eval_split test --caption_column caption --eval_size 1000
-    python train_scripts/evaluate_retrieval.py --checkpoint ckpt --output_dir out --train_dir data/coco_val \
-        --eval_split train --image_id_column image_id     # one row per caption, rows grouped by image
-
-Output `OUTPUT_DIR/retrieval.json` — schema (version 1)::
-
-    {"schema_version": 1, "task": "image_text_retrieval", "checkpoint": str,
-     "eval_data": {"source", "split", "num_examples", "seed"}, "num_images": int, "num_texts": int,
-     "settings": {"rerank_k": int, "ks": [1, 5, 10]},
-     "itc": {"image_to_text": {"R@1", "R@5", "R@10"}, "text_to_image": {...}, "mean_recall": float},
-     "itm_rerank": {...same as itc...} | null (no ITM head),
-     "model_index": [model-index result entries]}
-
-and `retrieval.md`. Recalls are fractions in [0, 1].
+Launch commands and output files: `train_scripts/evaluate_retrieval.py`
+(console script `maskvl-evaluate-retrieval`).
 """
 
 import json
@@ -37,14 +21,15 @@ import os
 from dataclasses import dataclass, field
 
 import torch
-from eval_metrics import model_index_results, rerank_top_k, retrieval_recall_at_k
-from evaluate_image_necessity import load_eval_dataset
 from maskvl_processing import MaskVLDataError, MaskVLProcessor
-from pretrain_args import DataArguments, parse_args
 from tqdm.auto import tqdm
 from transformers import AutoConfig
 
 from modeling_maskvl import MaskVLForImageTextRetrieval
+
+from .arguments import DataArguments, parse_args
+from .data import load_eval_dataset
+from .metrics import model_index_results, rerank_top_k, retrieval_recall_at_k
 
 logger = logging.getLogger(__name__)
 KS = (1, 5, 10)

@@ -1,9 +1,9 @@
 """Compare masking strategies end to end: pre-train each, measure image necessity, fine-tune on easy-VQA.
 
-Every strategy is pre-trained by `pretrain.py` (a subprocess) with identical flags — model, data,
+Every strategy is pre-trained by `pretraining` (a subprocess) with identical flags — model, data,
 steps, batch size, seed — except its masking flags (`STRATEGIES`). Then, in this process:
-`evaluate_image_necessity` on all checkpoints at once (same held-out pairs and masks), and
-`finetune_vqa` for each checkpoint at every training fraction and seed. Finally a Markdown report
+`image_necessity` on all checkpoints at once (same held-out pairs and masks), and
+`vqa_finetuning` for each checkpoint at every training fraction and seed. Finally a Markdown report
 with tables and figures, and a JSON of every number.
 
 Strategies (all on the same architecture, `--preset`, default `maskvlm-tiny`; ITM negatives as the
@@ -19,29 +19,8 @@ preset sets them; "image none" means the pixel head gets no masked patch):
 | `maskvlm` | MaskVLM joint: text (random 30%) OR image (60% in blocks) per pair |
 | `mlim` | MLIM modality-aware: heavy image / heavy text / light both per pair, random patches |
 
-Launch (the default small run; ~30 minutes on a 2-core CPU):
-
-    python train_scripts/compare_strategies.py --output_dir outputs/compare \
-        --report_path docs/strategy_comparison.md --figures_dir docs/figures
-    python train_scripts/compare_strategies.py --strategies random15 objects --pretrain_max_steps 50  # quick look
-    python train_scripts/compare_strategies.py compare.yaml       # arguments from a YAML / JSON file
-
-Re-running with the same `--output_dir` reuses finished pre-training runs (`--reuse_pretraining`).
-
-Outputs: `OUTPUT_DIR/<strategy>/` (checkpoints, pre-training logs), `OUTPUT_DIR/image_necessity/`
-(the image-necessity script's outputs), `OUTPUT_DIR/vqa/<strategy>/vqa_results.json`,
-and `strategy_comparison.json` next to the report — schema (version 1)::
-
-    {"schema_version": 1, "task": "strategy_comparison", "command": str, "machine": str,
-     "settings": {...every argument...}, "strategies": {name: [pretrain flags]},
-     "pretraining": {name: {"seconds": float, "eval_mlm_accuracy": float | null, "eval_loss": float | null}},
-     "image_necessity": <image_necessity.json>, "vqa": {name: <vqa_results.json>},
-     "findings": [{"claim": str, "holds": bool, "evidence": str}], "seconds": {"pretraining", "image_necessity",
-     "vqa", "total"}}
-
-and the report (`--report_path`, default `OUTPUT_DIR/strategy_comparison.md`) with its figures
-(`--figures_dir`): Δ loss by evaluation mask and strategy, accuracy matrix, easy-VQA accuracy
-against the training fraction.
+Launch commands and output files: `train_scripts/compare_strategies.py`
+(console script `maskvl-compare-strategies`).
 """
 
 import json
@@ -55,13 +34,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-import evaluate_image_necessity
-import finetune_vqa
 import torch
-from pretrain_args import parse_args
+
+from . import image_necessity, vqa_finetuning
+from .arguments import parse_args
+from .metrics import json_safe
 
 logger = logging.getLogger(__name__)
-SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 
 _NO_IMAGE = ["--image_masking", "none", "--joint_masking", "independent"]
 STRATEGIES = {
@@ -120,7 +99,8 @@ class CompareArguments:
 
 
 def pretrain_command(args: CompareArguments, strategy: str) -> list[str]:
-    """pretrain.py's command line: the shared flags, then the strategy's masking flags."""
+    """The pre-training command line (`python -m maskvl_train.pretraining`, i.e. `train_scripts/pretrain.py`):
+    the shared flags, then the strategy's masking flags."""
     shared = [
         "--output_dir", os.path.join(args.output_dir, strategy), "--preset", args.preset,
         "--image_size", str(args.image_size), "--max_steps", str(args.pretrain_max_steps),
@@ -131,7 +111,7 @@ def pretrain_command(args: CompareArguments, strategy: str) -> list[str]:
         "--eval_steps", str(args.pretrain_max_steps), "--save_steps", str(args.pretrain_max_steps),
         "--save_total_limit", "1", "--disable_tqdm", "true",
     ]
-    return [sys.executable, os.path.join(SCRIPTS, "pretrain.py"), *shared, *shlex.split(args.extra_pretrain_args),
+    return [sys.executable, "-m", "maskvl_train.pretraining", *shared, *shlex.split(args.extra_pretrain_args),
             *STRATEGIES[strategy]]
 
 
@@ -394,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 2. image necessity on every checkpoint (same pairs, same masks)
     checkpoints = [os.path.join(args.output_dir, s) for s in args.strategies]
-    necessity = evaluate_image_necessity.main([
+    necessity = image_necessity.main([
         "--checkpoint", *checkpoints, "--checkpoint_names", *args.strategies,
         "--output_dir", os.path.join(args.output_dir, "image_necessity"),
         "--eval_size", str(args.necessity_eval_size), "--data_seed", str(args.seed),
@@ -405,7 +385,7 @@ def main(argv: list[str] | None = None) -> dict:
     vqa = {}
     for strategy, checkpoint in zip(args.strategies, checkpoints):
         logger.info("easy-VQA fine-tuning of %s", strategy)
-        vqa[strategy] = finetune_vqa.main([
+        vqa[strategy] = vqa_finetuning.main([
             "--checkpoint", checkpoint, "--output_dir", os.path.join(args.output_dir, "vqa", strategy),
             "--train_fraction", *map(str, args.vqa_train_fraction), "--seeds", *map(str, args.vqa_seeds),
             "--max_train_samples", str(args.vqa_max_train_samples),
@@ -431,7 +411,7 @@ def main(argv: list[str] | None = None) -> dict:
         handle.write(markdown_report(result, figures, args.report_path))
     json_path = os.path.splitext(args.report_path)[0] + ".json"
     with open(json_path, "w") as handle:
-        json.dump(evaluate_image_necessity._json_safe(result), handle, indent=2)
+        json.dump(json_safe(result), handle, indent=2)
     logger.info("wrote %s and %s in %.1f min", args.report_path, json_path, (end - start) / 60)
     return result
 

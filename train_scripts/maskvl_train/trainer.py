@@ -1,6 +1,6 @@
-"""`MaskVLPreTrainer`: transformers' `Trainer` for MaskVL pre-training.
+"""`MaskVLPreTrainer`: transformers' `Trainer` for MaskVL pre-training, guarded for long runs on messy data.
 
-On top of the standard `Trainer` it
+`MaskVLPreTrainer`, on top of the standard `Trainer`,
 
 * logs every loss part (`mlm_loss`, `mim_loss`, `itc_loss`, `itm_loss`) and the masked-token accuracy
   (`mlm_accuracy`, token-weighted) averaged over the logging window and over processes;
@@ -14,97 +14,294 @@ On top of the standard `Trainer` it
   (ViT weights are saved under their legacy names), so a resumed run would silently keep a freshly
   initialised vision tower.
 
-`ExampleSeededMasking` wraps a `MaskVLDataCollator` so that the masks of a batch depend only on
-(seed, epoch, the batch's example ids). A run resumed from a checkpoint then draws exactly the masks of
-an uninterrupted run: the collator's own generator would restart from its seed on resume, and torch's
-global generator is consumed by data-loader prefetching.
+`GuardedTrainerMixin` (mixed into it; `class T(GuardedTrainerMixin, Trainer)` works for any Trainer):
+
+* **non-finite loss**: a forward hook checks the training loss of every micro-batch before its backward
+  pass. `on_nonfinite_loss="stop"` (default) raises `NonFiniteLossError` naming the step, the loss parts
+  (mlm / mim / itc / itm) and the batch rows whose `pixel_values` are not finite; `"skip"` replaces the
+  batch's loss by a zero-gradient loss, counts it, and when a whole optimizer step was skipped drops its
+  gradients so that AdamW changes nothing (no momentum, no weight decay). A non-finite gradient norm
+  with a finite loss is handled the same way (except under fp16 loss scaling, which skips such steps).
+* **no NaN weights on disk**: `save_model` and checkpoints refuse to write weights that hold NaN / inf.
+* **atomic checkpoints**: transformers 5.23's `Trainer._save_checkpoint` writes straight into
+  `checkpoint-N` (weights, then optimizer, scheduler, RNG states, `trainer_state.json`), so a crash midway
+  leaves a folder that `get_last_checkpoint` picks and `Trainer.train` resumes from silently (it starts at
+  step 0 without `trainer_state.json`, with a fresh optimizer without `optimizer.pt`). Here the checkpoint
+  is written into `<output_dir>/.checkpoint-staging/checkpoint-N` and renamed to `checkpoint-N` only when
+  every file is written (on every process); old checkpoints are rotated after the rename.
+* **resume check**: `train(resume_from_checkpoint=path)` refuses an incomplete checkpoint with an error
+  listing what is missing and naming the latest complete one; `resume_from_checkpoint=True` picks the
+  latest complete checkpoint (the checks are `checkpoints.checkpoint_problems` / `last_complete_checkpoint`).
 """
 
-import itertools
+import dataclasses
+import logging
 import math
+import os
+import shutil
 
-import numpy as np
 import torch
-from maskvl_processing import MaskVLDataError
-from tqdm.auto import tqdm
-from training_guards import GuardedTrainerMixin
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from .checkpoints import STAGING_DIR, IncompleteCheckpointError, checkpoint_problems, last_complete_checkpoint
+from .seeded_masking import EpochCallback, ExampleSeededMasking
+
+logger = logging.getLogger(__name__)
+
+NONFINITE_LOSS_MODES = ("stop", "skip")
 LOSS_PARTS = ("mlm", "mim", "itc", "itm")
 # Sums kept per logging / evaluation window: (value sum, count) for each loss part, then counters.
 _WINDOW_KEYS = tuple(f"{part}_loss" for part in LOSS_PARTS) + ("mlm_correct", "itm_correct", "baseline_correct")
 _SLOT = {key: index for index, key in enumerate(_WINDOW_KEYS)}
 
 
-class ExampleSeededMasking:
-    """Collator wrapper: reseeds `collator` for every batch from (seed, epoch, example ids).
+# ---- the Trainer mixin -----------------------------------------------------------------------------------
+class NonFiniteLossError(RuntimeError):
+    """The training loss (or gradient norm) of a step is NaN or inf."""
 
-    Features must carry `id_column` (an int unique per example, e.g. the index from
-    `datasets.map(..., with_indices=True)`); it is removed before the wrapped collator sees them.
-    `epoch` is set by `EpochCallback` (added by `MaskVLPreTrainer`), so each epoch draws new masks.
+
+class NonFiniteWeightsError(RuntimeError):
+    """Weights about to be saved hold NaN or inf values."""
+
+
+def describe_nonfinite(output, inputs: dict) -> str:
+    """"non-finite part(s) itc: mlm=5.3, itc=inf (total inf); pixel_values not finite in batch rows [2]"."""
+    parts = getattr(output, "loss_breakdown", None)
+    values = {}
+    if parts is not None:
+        for name in ("mlm", "mim", "itc", "itm"):
+            value = getattr(parts, name, None)
+            if value is not None:
+                values[name] = float(value.detach())
+    total = float(output.loss.detach())
+    text = ", ".join(f"{name}={value:.4g}" for name, value in values.items())
+    text = f"{text} (total {total:.4g})" if text else f"total {total:.4g}"
+    bad_parts = [name for name, value in values.items() if not math.isfinite(value)]
+    if bad_parts:
+        text = f"non-finite part(s) {', '.join(bad_parts)}: {text}"
+    for key, value in inputs.items():
+        if torch.is_tensor(value) and value.is_floating_point() and value.ndim > 0:
+            bad = ~torch.isfinite(value.detach()).reshape(len(value), -1).all(dim=1)  # (B,)
+            if bad.any():
+                text += f"; {key} not finite in batch rows {bad.nonzero().flatten().tolist()}"
+    return text
+
+
+class GuardedTrainerMixin:
+    """Non-finite loss guard, finite-weights check before saving, atomic checkpoints (see the module doc).
+
+    Put it before `Trainer` in the bases. The mode comes from `on_nonfinite_loss=` or the training
+    arguments' `on_nonfinite_loss` field ("stop" when neither is given). After `train()`, the skipped
+    micro-batches are listed in `nonfinite_batches` ([(step, description)]) and counted in the returned
+    metrics (`nonfinite_skipped_batches`, skip mode only).
     """
 
-    def __init__(self, collator, seed: int, id_column: str = "example_id"):
-        self.collator = collator
-        self.seed = int(seed)
-        self.id_column = id_column
-        self.epoch = 0
+    def __init__(self, *args, on_nonfinite_loss: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        mode = on_nonfinite_loss or getattr(self.args, "on_nonfinite_loss", None) or "stop"
+        if mode not in NONFINITE_LOSS_MODES:
+            raise ValueError(f"on_nonfinite_loss must be one of {NONFINITE_LOSS_MODES}, got {mode!r}")
+        self.on_nonfinite_loss = mode
+        self.nonfinite_batches: list[tuple[int, str]] = []
+        self._skipped_in_step = False
+        self._loss_hook = None
+        self._stats_hook = None
+        self._running_stats: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._staging_run_dir = None
+        self._pending_push = False
 
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(seed={self.seed}, epoch={self.epoch}, collator={self.collator!r})"
+    # ---- non-finite losses and gradients ----------------------------------------------------------------
+    def _snapshot_running_stats(self, module, args, kwargs):
+        """Forward pre-hook (skip mode, training): copy the batch-norm running statistics (e.g. the ITC feature
+        norm), so that a skipped batch leaves no trace in them either."""
+        self._running_stats = []
+        if module.training and torch.is_grad_enabled():
+            for norm in module.modules():
+                if isinstance(norm, torch.nn.modules.batchnorm._NormBase) and norm.track_running_stats:
+                    self._running_stats += [(b, b.detach().clone()) for b in norm.buffers() if b is not None]
+        return None
 
-    def __call__(self, features: list) -> dict:
-        ids, stripped = [], []
-        for index, feature in enumerate(features):
-            if self.id_column not in feature:
-                raise MaskVLDataError(
-                    f"item {index} (field {self.id_column!r}): missing; available keys: {sorted(feature)}"
+    def _check_training_loss(self, module, args, kwargs, output):
+        """Forward hook: stop on (or neutralise) a non-finite training loss before its backward pass."""
+        loss = getattr(output, "loss", None)
+        if not module.training or not torch.is_grad_enabled() or loss is None or bool(torch.isfinite(loss).all()):
+            return None
+        step = self.state.global_step + 1
+        description = describe_nonfinite(output, kwargs)
+        if self.on_nonfinite_loss == "stop":
+            last = last_complete_checkpoint(self.args.output_dir, require_optimizer=not self.args.save_only_model)
+            raise NonFiniteLossError(
+                f"non-finite training loss at step {step}: {description}. Stopped before the backward pass: no "
+                f"weight was updated with it and nothing was saved (last checkpoint: {last or 'none'}). Pass "
+                "--on_nonfinite_loss skip to skip such batches instead."
+            )
+        self.nonfinite_batches.append((step, description))
+        self._skipped_in_step = True
+        with torch.no_grad():
+            for buffer, saved in self._running_stats:  # undo this batch's running-statistics update
+                buffer.copy_(saved)
+        logger.warning("step %d: skipping a batch with a non-finite loss: %s", step, description)
+        trainable = [p for p in module.parameters() if p.requires_grad]
+        # Zero gradient for every parameter (DDP expects one for each) and the NaN value kept for the logs
+        # (the Trainer's logging_nan_inf_filter replaces it by the running mean).
+        zero = torch.stack([p.reshape(-1)[0].float() for p in trainable]).sum() * 0.0
+        changes = {"loss": zero + loss.detach().float()}
+        names = {f.name for f in dataclasses.fields(output)} if dataclasses.is_dataclass(output) else set()
+        if "loss_breakdown" in names and output.loss_breakdown is not None:
+            changes["loss_breakdown"] = type(output.loss_breakdown)()  # the batch is left out of the metrics
+        for name in ("mlm_labels", "itm_logits", "mim_labels"):
+            if name in names:
+                changes[name] = None
+        if names:
+            return dataclasses.replace(output, **changes)
+        output.loss = changes["loss"]
+        return output
+
+    def _drop_gradients(self, model) -> None:
+        for parameter in model.parameters():
+            parameter.grad = None  # AdamW skips parameters without a gradient: no update, no decay, no momentum
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """The Trainer's gradient norm, checked: a non-finite norm stops (or skips) the step; a step whose
+        micro-batches were all skipped has its (zero) gradients dropped so that the optimizer is a no-op."""
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        skipped, self._skipped_in_step = self._skipped_in_step, False
+        if grad_norm is None or self.accelerator.scaler is not None:  # fp16 loss scaling skips inf steps itself
+            return grad_norm
+        value = float(grad_norm)
+        step = self.state.global_step + 1
+        if not math.isfinite(value):
+            if self.on_nonfinite_loss == "stop":
+                raise NonFiniteLossError(
+                    f"non-finite gradient norm ({value}) at step {step} although the loss was finite. Stopped before "
+                    "the optimizer step: no weight was updated with it and nothing was saved. Lower the learning "
+                    "rate, or pass --on_nonfinite_loss skip to skip such steps."
                 )
-            ids.append(int(feature[self.id_column]))
-            stripped.append({key: value for key, value in feature.items() if key != self.id_column})
-        entropy = [abs(self.seed), self.epoch, *ids]
-        self.collator.seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 2)
-        self.collator.reset_generator()
+            self.nonfinite_batches.append((step, f"gradient norm {value}"))
+            logger.warning("step %d: skipping the optimizer step: the gradient norm is %s", step, value)
+            self._drop_gradients(model)
+        elif skipped and value == 0.0:
+            self._drop_gradients(model)
+        return grad_norm
+
+    # ---- saving ------------------------------------------------------------------------------------------
+    def _check_finite_weights(self, where: str) -> None:
+        bad = [name for name, p in self.model.named_parameters() if p.numel() and not bool(torch.isfinite(p).all())]
+        if bad:
+            raise NonFiniteWeightsError(
+                f"refusing to save {where} at step {self.state.global_step}: {len(bad)} parameter(s) hold NaN/inf "
+                f"values ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}). Nothing was written."
+            )
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        if not _internal_call:  # checkpoints are checked once, in _save_checkpoint
+            self._check_finite_weights(output_dir or self.args.output_dir)
+        return super().save_model(output_dir, _internal_call=_internal_call)
+
+    def _get_output_dir(self, trial):
+        if self._staging_run_dir is not None:
+            return self._staging_run_dir
+        return super()._get_output_dir(trial=trial)
+
+    def _push_from_checkpoint(self, checkpoint_folder):
+        if self._staging_run_dir is not None:  # pushed after the rename, from the final folder
+            self._pending_push = True
+            return None
+        return super()._push_from_checkpoint(checkpoint_folder)
+
+    def _save_checkpoint(self, model, trial):
+        """Write the checkpoint into a staging folder, then rename it to `checkpoint-N` (see the module doc)."""
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        self._check_finite_weights(name)
+        run_dir = self._get_output_dir(trial=trial)
+        staging_root = os.path.join(run_dir, STAGING_DIR)
+        staged, final = os.path.join(staging_root, name), os.path.join(run_dir, name)
+        if self.args.should_save:
+            shutil.rmtree(staged, ignore_errors=True)  # left by a crash
+        self.accelerator.wait_for_everyone()
+        self._staging_run_dir = staging_root
         try:
-            return self.collator(stripped)
-        except MaskVLDataError as error:  # "item i" is the position in the batch: name the examples too
-            raise MaskVLDataError(f"{error} [batch items 0..{len(ids) - 1} are examples {ids}]") from error
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_run_dir = None
+        self.accelerator.wait_for_everyone()  # every process has written its files (RNG states)
+        if self.args.should_save:
+            best = self.state.best_model_checkpoint
+            if best is not None and os.path.normpath(best).startswith(os.path.normpath(staging_root) + os.sep):
+                self.state.best_model_checkpoint = os.path.join(run_dir, os.path.basename(best))
+                self.state.save_to_json(os.path.join(staged, "trainer_state.json"))
+            if os.path.exists(final):  # the same step saved again (e.g. after a resume): replace it
+                replaced = os.path.join(staging_root, name + ".replaced")
+                shutil.rmtree(replaced, ignore_errors=True)
+                os.rename(final, replaced)
+                os.rename(staged, final)
+                shutil.rmtree(replaced, ignore_errors=True)
+            else:
+                os.rename(staged, final)
+            _fsync_dir(run_dir)
+            rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True)
+            if not os.listdir(staging_root):
+                os.rmdir(staging_root)
+        self.accelerator.wait_for_everyone()
+        if self._pending_push:
+            self._pending_push = False
+            super()._push_from_checkpoint(final)
+
+    # ---- training ----------------------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint=None, trial=None, **kwargs):
+        """`Trainer.train` with a checked checkpoint to resume from and the loss guard installed."""
+        require_optimizer = not self.args.save_only_model
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir, require_optimizer)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"no complete checkpoint in output_dir {self.args.output_dir!r} to resume from")
+        if isinstance(resume_from_checkpoint, (str, os.PathLike)):
+            problems = checkpoint_problems(resume_from_checkpoint, require_optimizer)
+            if problems:
+                parent = os.path.dirname(os.path.normpath(os.fspath(resume_from_checkpoint)))
+                usable = last_complete_checkpoint(parent, require_optimizer)
+                raise IncompleteCheckpointError(
+                    f"cannot resume from {os.fspath(resume_from_checkpoint)}: it is incomplete ({'; '.join(problems)}); "
+                    f"a crash while it was written? The latest complete checkpoint is {usable or 'none'}."
+                )
+        if self._loss_hook is not None:
+            self._loss_hook.remove()
+        self._loss_hook = self.model.register_forward_hook(self._check_training_loss, with_kwargs=True)
+        if self._stats_hook is not None:
+            self._stats_hook.remove()
+            self._stats_hook = None
+        if self.on_nonfinite_loss == "skip":
+            self._stats_hook = self.model.register_forward_pre_hook(self._snapshot_running_stats, with_kwargs=True)
+        self.nonfinite_batches = []
+        try:
+            output = super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+        finally:
+            self._loss_hook.remove()
+            self._loss_hook = None
+            if self._stats_hook is not None:
+                self._stats_hook.remove()
+                self._stats_hook = None
+        if self.on_nonfinite_loss == "skip":
+            output.metrics["nonfinite_skipped_batches"] = len(self.nonfinite_batches)
+            if self.nonfinite_batches:
+                logger.warning("skipped %d batch(es) with a non-finite loss or gradient, at steps %s",
+                               len(self.nonfinite_batches), sorted({step for step, _ in self.nonfinite_batches}))
+        return output
 
 
-class EpochCallback(TrainerCallback):
-    """Tells an `ExampleSeededMasking` collator which epoch is starting (also after a resume)."""
-
-    def __init__(self, masking: ExampleSeededMasking):
-        self.masking = masking
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.masking.epoch = int(math.floor((state.epoch or 0.0) + 1e-6))
-
-
-def most_frequent_masked_token(dataset, masking, num_examples: int, batch_size: int = 64) -> tuple[int, float]:
-    """Run `masking` (an `ExampleSeededMasking`) over the first `num_examples` examples of `dataset` and
-    return (the most frequent masked target id, its share of the masked targets).
-
-    Images are not loaded (zero `pixel_values` stand in): only the text masks matter here.
-    """
-    grid = masking.collator.grid
-    blank = np.zeros((3, grid.height * grid.patch_size, grid.width * grid.patch_size), dtype=np.float32)
-    columns = ("input_ids", "word_ids", "token_word_class", "token_concreteness", masking.id_column)
-    rows = itertools.islice(iter(dataset), num_examples)
-    counts = torch.zeros(len(masking.collator.tokenizer), dtype=torch.long)
-    progress = tqdm(total=num_examples, desc="Frequency baseline (masked targets)", unit="ex", leave=False)
-    while True:
-        chunk = [{**{k: row[k] for k in columns if k in row}, "pixel_values": blank} for row in itertools.islice(rows, batch_size)]
-        if not chunk:
-            break
-        labels = masking(chunk)["labels"]
-        counts += torch.bincount(labels[labels != -100], minlength=len(counts))
-        progress.update(len(chunk))
-    progress.close()
-    if counts.sum() == 0:
-        raise ValueError("the masking policy masked no text token in the training examples; check the masking options")
-    token_id = int(counts.argmax())
-    return token_id, float(counts[token_id] / counts.sum())
+def _fsync_dir(path: str) -> None:
+    """Make a rename in `path` durable (no-op where directories cannot be opened)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 class MaskVLPreTrainer(GuardedTrainerMixin, Trainer):
@@ -233,3 +430,13 @@ class MaskVLPreTrainer(GuardedTrainerMixin, Trainer):
             self._accumulate(self._eval_window, outputs, inputs)
         loss = None if outputs.loss is None else outputs.loss.detach()
         return loss, None, None
+
+
+__all__ = [
+    "NONFINITE_LOSS_MODES",
+    "GuardedTrainerMixin",
+    "MaskVLPreTrainer",
+    "NonFiniteLossError",
+    "NonFiniteWeightsError",
+    "describe_nonfinite",
+]

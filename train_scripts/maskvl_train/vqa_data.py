@@ -1,4 +1,4 @@
-"""VQA data for `finetune_vqa.py`: easy-VQA (the `easy-vqa` PyPI package) and VQAv2-format data.
+"""VQA data for VQA fine-tuning (`vqa_finetuning`): easy-VQA (the `easy-vqa` PyPI package) and VQAv2-format data.
 
 Every loader returns a `datasets.Dataset` with the same columns:
 

@@ -6,40 +6,17 @@ a fraction of the training questions, then scored on the test split: accuracy ov
 question type. Every (train fraction, seed) pair is a separate run from the same checkpoint; the
 subset of a fraction is fixed by `--subset_seed` (nested: the 10% subset is part of the 20% one),
 `--seeds` change the head initialisation and the data order. Scores use the local `evaluate`
-module `train_scripts/metrics/vqa_accuracy` (hard labels: exact match; VQAv2 soft scores: the
+module `maskvl_train/vqa_accuracy` (hard labels: exact match; VQAv2 soft scores: the
 score of the predicted answer, `min(1, #annotators / 3)`).
 
-Data (`easy_vqa_data.py`): easy-VQA by default (the `easy-vqa` package: real 64×64 shape images,
+Data (`vqa_data`): easy-VQA by default (the `easy-vqa` package: real 64×64 shape images,
 resized by the checkpoint's image processor); `--dataset_name` (Hub, VQAv2 format, soft scores)
 or `--data_dir` (a folder with `train.jsonl` / `test.jsonl`) go through the same code. Questions
 are tokenised with the checkpoint's tokenizer; words it does not know become [UNK] (no error) and
 the share of [UNK] word-pieces is reported (`oov`).
 
-Launch:
-
-    python train_scripts/finetune_vqa.py --checkpoint outputs/pretrain --output_dir outputs/vqa
-    python train_scripts/finetune_vqa.py --checkpoint outputs/pretrain --output_dir outputs/vqa \
-        --train_fraction 0.1 0.2 0.5 1.0 --seeds 0 1 2 --max_train_samples 4000
-    accelerate launch --config_file train_scripts/accelerate_configs/cpu.yaml train_scripts/finetune_vqa.py \
-        --checkpoint ckpt --dataset_name HuggingFaceM4/VQAv2 --test_split validation --max_answers 3129
-    python train_scripts/finetune_vqa.py vqa.yaml --seeds 0 1     # arguments from a file, then overrides
-
-Output `OUTPUT_DIR/vqa_results.json` — schema (version 1)::
-
-    {"schema_version": 1, "task": "visual_question_answering", "checkpoint": str,
-     "dataset": {"name": str, "train_split": str, "test_split": str, "train_pool": int, "test_size": int,
-                 "label_type": "hard" | "soft", "answers": [str]},
-     "oov": {"unk_token": str, "token_rate": float, "question_rate": float, "num_questions": int},
-     "settings": {"train_fraction": [float], "seeds": [int], "subset_seed": int, "num_train_epochs": float,
-                  "learning_rate": float, "per_device_train_batch_size": int},
-     "runs": [{"train_fraction": float, "seed": int, "num_train_examples": int, "accuracy": float,
-               "accuracy_by_type": {type: float}, "train_loss": float, "train_seconds": float}],
-     "summary": {"<fraction>": {"accuracy": {"mean", "std", "min", "max", "n"},
-                                "accuracy_by_type": {type: {"mean", "std", "min", "max", "n"}}}},
-     "model_index": [model-index result entries]}
-
-plus `vqa_results.md` (a table of mean ± std per fraction and question type). Accuracies are
-fractions in [0, 1]; `std` is the sample standard deviation over seeds (0 with one seed).
+Launch commands and output files: `train_scripts/finetune_vqa.py`
+(console script `maskvl-finetune-vqa`).
 """
 
 import json
@@ -50,16 +27,17 @@ from dataclasses import dataclass, field
 
 import evaluate
 import torch
-from easy_vqa_data import answer_targets, answer_vocabulary, is_multi_answer, load_easy_vqa, load_vqa_dataset
-from eval_metrics import mean_and_spread, model_index_results
 from maskvl_processing import MaskVLDataError, MaskVLProcessor, load_image
-from pretrain_args import parse_args
 from transformers import AutoModelForVisualQuestionAnswering, Trainer, TrainingArguments, set_seed
 
 import modeling_maskvl  # noqa: F401  (registers the Auto classes)
 
+from .arguments import parse_args
+from .metrics import mean_and_spread, model_index_results
+from .vqa_data import answer_targets, answer_vocabulary, is_multi_answer, load_easy_vqa, load_vqa_dataset
+
 logger = logging.getLogger(__name__)
-METRIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics", "vqa_accuracy")
+METRIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vqa_accuracy")
 
 
 @dataclass
@@ -142,7 +120,7 @@ class VQACollator:
 
 
 def load_splits(args: VQAArguments):
-    """(train, test) in the common VQA columns (see `easy_vqa_data`)."""
+    """(train, test) in the common VQA columns (see `vqa_data`)."""
     columns = dict(image_column=args.image_column, question_column=args.question_column,
                    answers_column=args.answers_column, question_type_column=args.question_type_column)
     def load(split):

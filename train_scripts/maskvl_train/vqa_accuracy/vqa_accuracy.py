@@ -1,4 +1,4 @@
-"""VQA accuracy as an `evaluate` metric (local module: `evaluate.load("train_scripts/metrics/vqa_accuracy")`).
+"""VQA accuracy as an `evaluate` metric (local module: `evaluate.load("train_scripts/maskvl_train/vqa_accuracy")`).
 
 Inputs: `predictions` — predicted answer ids (int); `references` — the gold answer id (int, -100 =
 an answer outside the vocabulary, never right) or, for VQAv2-style data, soft scores over the answer
@@ -20,7 +20,7 @@ Args:
 Returns:
     accuracy (float), accuracy_by_type (dict), count_by_type (dict).
 Example:
-    >>> metric = evaluate.load("train_scripts/metrics/vqa_accuracy")
+    >>> metric = evaluate.load("train_scripts/maskvl_train/vqa_accuracy")
     >>> metric.compute(predictions=[1, 0], references=[1, 2])["accuracy"]
     0.5
 """
