@@ -8,11 +8,17 @@ Note: in transformers 5.x `BertTokenizerFast(vocab_file=...)` silently ignores t
 `load_tokenizer(path)` (AutoTokenizer on a folder) or `BertTokenizer(vocab=...)` instead.
 """
 
+import logging
 from collections import Counter
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from .errors import MaskVLDataError
+from .word_classes import caption_problem
+
+logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = {
     "pad_token": "[PAD]",
@@ -32,6 +38,7 @@ def train_wordpiece_tokenizer(
     lowercase: bool = True,
     min_frequency: int = 1,
     model_max_length: int = 512,
+    on_error: str = "raise",
 ) -> PreTrainedTokenizerFast:
     """Train a BERT-style WordPiece tokenizer on `captions` (offline, a few seconds for 100k captions).
 
@@ -46,16 +53,35 @@ def train_wordpiece_tokenizer(
     learned by `tokenizers`' `BpeTrainer` without a continuing-subword prefix, on words written with a
     word-start marker, which numbers every token deterministically; the learned pieces are then renamed
     to WordPiece form (word-initial pieces as they are, the others with `##`).
+
+    Every caption is screened first (`word_classes.caption_problem`: not a string, blank, control characters
+    only, lone surrogates): `on_error="raise"` (default) raises `MaskVLDataError` naming the first bad one by
+    its position in `captions`; `"skip"` leaves the bad ones out (counted in the log).
     """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
     pre_tokenizer = pre_tokenizers.BertPreTokenizer()
 
+    skipped = 0
+
     def words():
-        for caption in captions:
+        nonlocal skipped
+        for index, caption in enumerate(captions):
+            problem = caption_problem(caption)
+            if problem is not None:
+                if on_error == "raise":
+                    raise MaskVLDataError(f"caption {index} of the tokenizer training corpus: {problem}")
+                skipped += 1
+                continue
             for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(caption)):
                 yield _WORD_START + word
 
     word_counts = Counter(words())
+    if skipped:
+        logger.warning("tokenizer training: skipped %d bad caption(s)", skipped)
+    if not word_counts:
+        raise MaskVLDataError("no usable caption to train the tokenizer on (all empty or bad)")
     alphabet = sorted({char for word in word_counts for char in word[1:]})
     specials = list(SPECIAL_TOKENS.values())
     # every character both as a word start and as a continuation, so no word of known characters is [UNK]

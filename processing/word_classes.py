@@ -38,8 +38,17 @@ columns `words`: list[str] and `word_classes`: list[str] with values in
 {"stop", "content", "object", "attribute", "relationship"}). All backends share one word-piece
 alignment step: the word list is tokenised with `is_split_into_words=True`.
 
-Bad captions (empty / whitespace / not a string / missing column) raise `MaskVLDataError` naming
-the row (pass `with_indices=True` to `datasets.map` for dataset-wide indices) — or, with
+Gold word lists: when the batch has a column `objects` / `attributes` (names set by `object_column` /
+`attribute_column`; a `metadata.jsonl` line like `{"file_name": ..., "caption": ..., "objects": ["dog",
+"frisbee"]}`) holding a list of words per caption, a caption word is an OBJECT (ATTRIBUTE) exactly when it
+(lower-cased, or its singular) is one of the words of its row's list (multi-word entries such as "traffic
+light" count word by word); the tagger's own OBJECT (ATTRIBUTE) guess is not used for that row. A listed word
+is also CONTENT. A row whose value is missing (None) keeps the tagger's guess.
+
+Bad captions (see `caption_problem`: not a string — None, numbers, lists, bytes —, empty / whitespace,
+only control or format characters, lone surrogate code points from a mis-decoded file) and captions that
+give no word-piece at all (e.g. only U+FFFD or combining marks, which the BERT normaliser removes) raise
+`MaskVLDataError` naming the row (pass `with_indices=True` to `datasets.map` for dataset-wide indices) — or, with
 `on_error="skip"`, give an empty `input_ids` list, are counted in `stats["skipped"]` and logged;
 drop them with `dataset.filter(lambda row: len(row["input_ids"]) > 0)` or let the collator skip them.
 Captions longer than `max_length` word-pieces are truncated (counted in `stats["truncated"]`).
@@ -102,6 +111,43 @@ _PENN_TO_COARSE = {
     "IN": "ADP", "RP": "ADP",
 }  # fmt: skip
 _HAS_ALNUM = re.compile(r"[^\W_]", re.UNICODE)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def caption_problem(caption) -> str | None:
+    """Why `caption` cannot be used as text (a short phrase), or None when it can.
+
+    Refused: anything but a `str` (None, numbers, lists, bytes: decode them first), empty or
+    whitespace-only captions, captions of control / format characters only, and captions holding lone
+    surrogate code points (not valid Unicode: a file decoded with `errors="surrogateescape"`, or broken
+    JSON escapes). Used by `CaptionTagger`, the tokenizer training and the data screening, so every step
+    refuses the same captions. (Captions that tokenise to no word-piece are caught by the tagger.)
+    """
+    if not isinstance(caption, str):
+        return f"caption is {type(caption).__name__}, not a string ({caption!r:.40})"
+    if not caption.strip():
+        return f"caption is empty or whitespace ({caption!r})"
+    surrogate = _SURROGATE.search(caption)
+    if surrogate is not None:
+        return (f"caption holds a lone surrogate code point U+{ord(surrogate.group()):04X} at position "
+                f"{surrogate.start()} (not valid Unicode text: mis-decoded bytes?)")
+    if not any(char.isprintable() and not char.isspace() for char in caption):
+        return f"caption has no visible characters, only control or format characters ({caption[:40]!r})"
+    return None
+
+
+def gold_words(value) -> frozenset[str] | None:
+    """A per-caption gold word list (`objects` / `attributes` column) as a set of lower-cased words;
+    None for a missing value. Raises `MaskVLDataError` (without the row name) for anything but a list
+    of strings."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise MaskVLDataError(f"must be a list of words, got {type(value).__name__} ({value!r:.40})")
+    bad = [word for word in value if not isinstance(word, str)]
+    if bad:
+        raise MaskVLDataError(f"must be a list of words; holds {type(bad[0]).__name__} {bad[0]!r:.40}")
+    return frozenset(part.lower() for word in value for part in word.split())
 
 
 @lru_cache(maxsize=4)
@@ -252,6 +298,8 @@ class CaptionTagger:
         spacy_model: name or path of an installed spaCy pipeline (backend "spacy").
         caption_column: name of the caption column.
         on_error: "raise" (default) or "skip" (empty `input_ids`, counted in `stats`).
+        object_column / attribute_column: columns of per-caption gold word lists (module doc); used when
+            the batch has them, None to ignore them.
         **classifier_kwargs: vocabularies etc., passed to `WordClassifier`.
 
     Example:
@@ -268,6 +316,8 @@ class CaptionTagger:
         spacy_model: str = "en_core_web_sm",
         caption_column: str = "caption",
         on_error: str = "raise",
+        object_column: str | None = "objects",
+        attribute_column: str | None = "attributes",
         **classifier_kwargs,
     ):
         if backend not in ("pattern", "spacy", "dataset"):
@@ -282,6 +332,8 @@ class CaptionTagger:
         self.spacy_model = spacy_model
         self.caption_column = caption_column
         self.on_error = on_error
+        self.object_column = object_column
+        self.attribute_column = attribute_column
         self.classifier = WordClassifier(**classifier_kwargs)
         self.stats = Counter()
         self._pos_tagger = None
@@ -335,6 +387,9 @@ class CaptionTagger:
             raise MaskVLDataError(f"{name}: `words` and `word_classes` must be lists")
         if len(words) != len(classes):
             raise MaskVLDataError(f"{name}: {len(words)} words but {len(classes)} word_classes")
+        bad = [w for w in words if not isinstance(w, str) or _SURROGATE.search(w)]
+        if bad:
+            raise MaskVLDataError(f"{name}: `words` must be strings of valid Unicode text; holds {bad[0]!r:.40}")
         unknown = sorted({c for c in classes if c not in CLASS_FLAGS})
         if unknown:
             raise MaskVLDataError(f"{name}: unknown word classes {unknown}; use {sorted(CLASS_FLAGS)}")
@@ -367,13 +422,9 @@ class CaptionTagger:
                     word_lists[row] = self._words_from_dataset(words, batch["word_classes"][row], name)
                 else:
                     caption = batch[self.caption_column][row]
-                    if not isinstance(caption, str):
-                        raise MaskVLDataError(f"{name}: caption is {type(caption).__name__}, not a string")
-                    if not caption.strip():
-                        raise MaskVLDataError(f"{name}: caption is empty or whitespace ({caption!r})")
-                    if not any(char.isprintable() and not char.isspace() for char in caption):
-                        raise MaskVLDataError(f"{name}: caption has no visible characters, only control or "
-                                              f"format characters ({caption[:40]!r})")
+                    problem = caption_problem(caption)
+                    if problem is not None:
+                        raise MaskVLDataError(f"{name}: {problem}")
                     valid_rows.append(row)
                     valid_captions.append(caption)
             except MaskVLDataError as error:
@@ -389,7 +440,52 @@ class CaptionTagger:
                     if self.on_error == "raise":
                         raise MaskVLDataError(f"{describe_item(indices[row], field=columns[0])}: no words in caption")
                     self.stats["skipped"] += 1
-        return self._align(word_lists)
+        self._apply_gold_words(batch, word_lists, indices)
+        out = self._align(word_lists)
+        for row, ids in enumerate(out["word_ids"]):  # no word-piece: e.g. only U+FFFD or combining marks
+            if word_lists[row] is not None and all(w < 0 for w in ids):
+                message = (f"{describe_item(indices[row], field=columns[0])}: the caption gives no token (its "
+                           f"characters are all removed by the tokenizer's normaliser, e.g. U+FFFD or combining "
+                           f"marks only: {str(batch[columns[0]][row])[:40]!r})")
+                if self.on_error == "raise":
+                    raise MaskVLDataError(message)
+                logger.warning("skipping %s", message)
+                self.stats["skipped"] += 1
+                self.stats["tagged"] -= 1
+                for name in self.output_columns:
+                    out[name][row] = []
+        return out
+
+    def _apply_gold_words(self, batch: dict, word_lists: list, indices: list[int]) -> None:
+        """Per-caption gold `objects` / `attributes` lists (module doc) set the OBJECT / ATTRIBUTE bits."""
+        for column, bit in ((self.object_column, OBJECT), (self.attribute_column, ATTRIBUTE)):
+            if column is None or column not in batch:
+                continue
+            for row, item in enumerate(word_lists):
+                if item is None:
+                    continue
+                try:
+                    gold = gold_words(batch[column][row])
+                except MaskVLDataError as error:
+                    message = f"{describe_item(indices[row], field=column)}: {error}"
+                    if self.on_error == "raise":
+                        raise MaskVLDataError(message) from None
+                    logger.warning("skipping %s", message)
+                    self.stats["skipped"] += 1
+                    word_lists[row] = None
+                    continue
+                if gold is None:
+                    continue
+                words, flags, concreteness = item
+                new_flags = []
+                for word, flag in zip(words, flags):
+                    lower = str(word).lower()
+                    listed = lower in gold or (_HAS_ALNUM.search(lower) is not None and _singular(lower) in gold)
+                    flag &= ~bit
+                    if listed:
+                        flag = (flag & ~STOP_OR_PUNCT) | CONTENT | bit
+                    new_flags.append(flag)
+                word_lists[row] = (words, new_flags, concreteness)
 
     def _align(self, word_lists: list) -> dict[str, list]:
         """One alignment step for every backend: word lists -> word-pieces + per-token features."""
@@ -440,6 +536,8 @@ __all__ = [
     "NOT_GROUNDED_WORDS",
     "CaptionTagger",
     "WordClassifier",
+    "caption_problem",
+    "gold_words",
     "load_concreteness_norms",
     "read_vocabulary",
 ]
