@@ -12,8 +12,9 @@ from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModel
 from . import losses
 from .configuration_maskvl import PRESETS, MaskVLConfig, MaskVLCrossModalConfig
 from .modeling_maskvl import (MaskVLForImageTextRetrieval, MaskVLForMaskedLM, MaskVLForPreTraining,
-                              MaskVLForPreTrainingOutput, MaskVLForQuestionAnswering, MaskVLLosses, MaskVLModel,
-                              MaskVLModelOutput, MaskVLPreTrainedModel, MaskVLRetrievalOutput, patchify, unpatchify)
+                              MaskVLForPreTrainingOutput, MaskVLForQuestionAnswering, MaskVLLosses,
+                              MaskVLMaskedLMOutput, MaskVLModel, MaskVLModelOutput, MaskVLPreTrainedModel,
+                              MaskVLQuestionAnsweringOutput, MaskVLRetrievalOutput, patchify, unpatchify)
 
 AutoConfig.register(MaskVLConfig.model_type, MaskVLConfig, exist_ok=True)
 AutoConfig.register(MaskVLCrossModalConfig.model_type, MaskVLCrossModalConfig, exist_ok=True)
@@ -31,5 +32,6 @@ MaskVLForQuestionAnswering.register_for_auto_class("AutoModelForVisualQuestionAn
 __all__ = [
     "PRESETS", "MaskVLConfig", "MaskVLCrossModalConfig", "MaskVLPreTrainedModel", "MaskVLModel", "MaskVLForPreTraining",
     "MaskVLForMaskedLM", "MaskVLForQuestionAnswering", "MaskVLForImageTextRetrieval", "MaskVLModelOutput",
-    "MaskVLForPreTrainingOutput", "MaskVLLosses", "MaskVLRetrievalOutput", "losses", "patchify", "unpatchify",
+    "MaskVLForPreTrainingOutput", "MaskVLLosses", "MaskVLRetrievalOutput", "MaskVLMaskedLMOutput",
+    "MaskVLQuestionAnsweringOutput", "losses", "patchify", "unpatchify",
 ]

@@ -77,7 +77,7 @@ class MaskVLPixelDecoder(nn.Module):
     def forward(self, image_states, text_states=None, text_keys=None):
         x = image_states
         for layer in self.layers:
-            x = layer(x, None, text_states, text_keys)
+            x = layer(x, None, text_states, text_keys)[0]
         return self.pixel_proj(self.norm(x))
 
 

@@ -5,10 +5,19 @@ Hub as remote code with `save_pretrained`, so it imports only torch / transforme
 and flat siblings. Registration with `AutoProcessor` lives in the package `__init__`.
 """
 
-from transformers.feature_extraction_utils import BatchFeature
-from transformers.processing_utils import ProcessorMixin
+from typing import Unpack
 
-from .image_processing_maskvl import MaskVLImageProcessor  # noqa: F401  (copied alongside as remote code)
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.processing_utils import ProcessingKwargs, ProcessorMixin
+
+from .image_processing_maskvl import MaskVLImageProcessor, MaskVLImageProcessorKwargs  # noqa: F401  (remote code)
+
+
+class MaskVLProcessorKwargs(ProcessingKwargs, total=False):
+    """Typed keyword arguments of `MaskVLProcessor.__call__`: `text_kwargs` go to the tokenizer, `images_kwargs`
+    to the image processor, `common_kwargs` to both; flat keywords are routed to whichever accepts them."""
+
+    images_kwargs: MaskVLImageProcessorKwargs
 
 
 class MaskVLProcessor(ProcessorMixin):
@@ -16,7 +25,12 @@ class MaskVLProcessor(ProcessorMixin):
 
     `processor(images=..., text=...)` returns a `BatchFeature` with `input_ids` (B, T) and
     `attention_mask` (B, T) for text and `pixel_values` (B, 3, H, W) float for images — nothing
-    else (`token_type_ids` is dropped; the model does not need it).
+    else by default (`token_type_ids` is not returned; the model does not need it).
+
+    Keyword arguments follow transformers' `ProcessorMixin` convention (`_merge_kwargs`): per modality
+    (`text_kwargs={...}`, `images_kwargs={...}`), `common_kwargs={...}`, or flat (`max_length=16`). Priority:
+    call arguments, then the tokenizer's own saved settings, then this class's defaults (`text_kwargs` /
+    `images_kwargs` below: pad to the longest text, truncate, PyTorch tensors).
 
     Args:
         image_processor (`MaskVLImageProcessor`): the image processor.
@@ -29,46 +43,25 @@ class MaskVLProcessor(ProcessorMixin):
         ['attention_mask', 'input_ids', 'pixel_values']
     """
 
-    model_input_names = ["input_ids", "attention_mask", "pixel_values"]
+    valid_processor_kwargs = MaskVLProcessorKwargs
+    # processor-level defaults: the lowest priority in `_merge_kwargs`
+    text_kwargs = {"padding": "longest", "truncation": True, "return_token_type_ids": False, "return_tensors": "pt"}
+    images_kwargs = {"return_tensors": "pt"}
 
     def __init__(self, image_processor=None, tokenizer=None, **kwargs):
         super().__init__(image_processor, tokenizer, **kwargs)
 
-    def __call__(
-        self,
-        images=None,
-        text=None,
-        padding="longest",
-        truncation=True,
-        max_length=None,
-        return_tensors="pt",
-        **image_kwargs,
-    ) -> BatchFeature:
-        """Tokenise `text` and/or process `images`; returns only the model's input names."""
+    def __call__(self, images=None, text=None, **kwargs: Unpack[MaskVLProcessorKwargs]) -> BatchFeature:
+        """Tokenise `text` and/or process `images` (one text per image); returns the model's inputs."""
         if images is None and text is None:
             raise ValueError("MaskVLProcessor needs `images`, `text`, or both.")
-        data = {}
-        if text is not None:
-            encoding = self.tokenizer(
-                text,
-                padding=padding,
-                truncation=truncation,
-                max_length=max_length,
-                return_token_type_ids=False,
-                return_tensors=return_tensors,
-            )
-            data["input_ids"] = encoding["input_ids"]
-            data["attention_mask"] = encoding["attention_mask"]
-        if images is not None:
-            data["pixel_values"] = self.image_processor(images, return_tensors=return_tensors, **image_kwargs)[
-                "pixel_values"
-            ]
+        data = super().__call__(images=images, text=text, **kwargs)
         if "input_ids" in data and "pixel_values" in data and len(data["input_ids"]) != len(data["pixel_values"]):
             raise ValueError(
                 f"MaskVLProcessor got {len(data['pixel_values'])} image(s) but {len(data['input_ids'])} text(s): "
                 "give one text per image"
             )
-        return BatchFeature(data=data, tensor_type=return_tensors)
+        return data
 
     def batch_decode(self, *args, **kwargs):
         """Forwarded to the tokenizer's `batch_decode`."""
@@ -79,4 +72,4 @@ class MaskVLProcessor(ProcessorMixin):
         return self.tokenizer.decode(*args, **kwargs)
 
 
-__all__ = ["MaskVLProcessor"]
+__all__ = ["MaskVLProcessor", "MaskVLProcessorKwargs"]

@@ -106,11 +106,13 @@ def test_base_model_shapes(preset):
     if config.use_itc_head:
         assert out.text_embeds.shape == (4, config.projection_dim)
         torch.testing.assert_close(out.image_embeds.norm(dim=-1), torch.ones(4))
-        torch.testing.assert_close(model.get_text_features(batch["input_ids"], batch["attention_mask"]),
-                                   out.text_embeds)
-    else:
-        with pytest.raises(ValueError, match="use_itc_head"):
-            model.get_image_features(batch["pixel_values"])
+        features = model.get_text_features(batch["input_ids"], batch["attention_mask"])
+        torch.testing.assert_close(features.pooler_output, out.text_embeds)  # v5: pooler_output = projected
+        torch.testing.assert_close(features.last_hidden_state, out.text_last_hidden_state)
+    else:  # no ITC projections: the tower states, no projected embedding
+        features = model.get_image_features(batch["pixel_values"])
+        assert features.pooler_output is None
+        torch.testing.assert_close(features.last_hidden_state, model.encode_image(batch["pixel_values"]))
 
 
 def test_masked_patches_change_the_image_states_only_where_masked_in_the_conv_embedder():
@@ -245,8 +247,9 @@ def test_itc_feature_norm_uses_running_statistics_at_eval_and_accepts_one_row():
     assert model.text_projection_norm.num_batches_tracked == 3
     model.eval()
     with torch.no_grad():
-        together = model.get_image_features(batch["pixel_values"])
-        alone = torch.cat([model.get_image_features(batch["pixel_values"][i:i + 1]) for i in range(4)])
+        together = model.get_image_features(batch["pixel_values"]).pooler_output
+        alone = torch.cat([model.get_image_features(batch["pixel_values"][i:i + 1]).pooler_output
+                           for i in range(4)])
     torch.testing.assert_close(together, alone)  # per example at eval: no batch dependence
     assert torch.allclose(together.norm(dim=-1), torch.ones(4))
 

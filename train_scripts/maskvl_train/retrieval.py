@@ -87,13 +87,13 @@ def embed(model, processor, dataset, image_rows, texts, batch_size):
                                       return_token_type_ids=False)
     text_embeds = torch.cat([
         model.maskvl.get_text_features(text_inputs["input_ids"][i : i + batch_size],
-                                       text_inputs["attention_mask"][i : i + batch_size])
+                                       text_inputs["attention_mask"][i : i + batch_size]).pooler_output
         for i in tqdm(range(0, len(texts), batch_size), desc="texts")])
     pixel_values = torch.cat([
         processor.image_processor(list(dataset.select(image_rows[i : i + batch_size])["image"]),
                                  return_tensors="pt")["pixel_values"]
         for i in tqdm(range(0, len(image_rows), batch_size), desc="images")])  # (Ni, 3, H, W)
-    image_embeds = torch.cat([model.maskvl.get_image_features(pixel_values[i : i + batch_size])
+    image_embeds = torch.cat([model.maskvl.get_image_features(pixel_values[i : i + batch_size]).pooler_output
                               for i in range(0, len(pixel_values), batch_size)])
     return text_embeds, image_embeds, text_inputs, pixel_values
 
