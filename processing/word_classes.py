@@ -59,6 +59,7 @@ import importlib.util
 import logging
 import os
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
@@ -118,10 +119,12 @@ def caption_problem(caption) -> str | None:
     """Why `caption` cannot be used as text (a short phrase), or None when it can.
 
     Refused: anything but a `str` (None, numbers, lists, bytes: decode them first), empty or
-    whitespace-only captions, captions of control / format characters only, and captions holding lone
+    whitespace-only captions, captions of control / format characters only, captions holding lone
     surrogate code points (not valid Unicode: a file decoded with `errors="surrogateescape"`, or broken
-    JSON escapes). Used by `CaptionTagger`, the tokenizer training and the data screening, so every step
-    refuses the same captions. (Captions that tokenise to no word-piece are caught by the tagger.)
+    JSON escapes), and captions of only U+FFFD replacement characters and combining marks (a BERT
+    normaliser removes all of them). Used by `CaptionTagger`, the tokenizer training and the data
+    screening, so every step refuses the same captions. (A caption that still tokenises to no word-piece
+    with some other tokenizer is caught by the tagger after tokenisation.)
     """
     if not isinstance(caption, str):
         return f"caption is {type(caption).__name__}, not a string ({caption!r:.40})"
@@ -133,7 +136,16 @@ def caption_problem(caption) -> str | None:
                 f"{surrogate.start()} (not valid Unicode text: mis-decoded bytes?)")
     if not any(char.isprintable() and not char.isspace() for char in caption):
         return f"caption has no visible characters, only control or format characters ({caption[:40]!r})"
+    if not any(_kept_by_tokenizers(char) for char in caption):
+        return (f"caption has no character a tokenizer keeps, only U+FFFD replacement characters or combining "
+                f"marks ({caption[:40]!r})")
     return None
+
+
+def _kept_by_tokenizers(char: str) -> bool:
+    """Whether a BERT-style normaliser keeps `char`: not space, control, format, U+FFFD or a combining mark."""
+    return (char.isprintable() and not char.isspace() and char != "\ufffd"
+            and unicodedata.category(char) not in ("Mn", "Me", "Mc", "Cf", "Co", "Cs"))
 
 
 def gold_words(value) -> frozenset[str] | None:
@@ -352,7 +364,7 @@ class CaptionTagger:
             f"tokenizer={self.tokenizer.__class__.__name__}, on_error={self.on_error!r})"
         )
 
-    # ---- backends: caption -> list of (word, flags, concreteness) --------------------------------
+    # ---- backends: caption -> list of (word, coarse POS, lemma or None) ---------------------------
     def _tag_pattern(self, caption: str) -> list[tuple[str, str, str | None]]:
         if self._pos_tagger is None:
             from textblob.taggers import PatternTagger

@@ -224,7 +224,9 @@ def truncate_shard(path, keep_fraction: float = 0.6) -> None:
     Path(path).write_bytes(data[: int(len(data) * keep_fraction) // 512 * 512])
 
 
-STRING_BAD_CAPTIONS = ("empty", "whitespace", "control_chars")  # the ones a JSON-lines caption column can hold
+STRING_BAD_CAPTIONS = ("empty", "whitespace", "control_chars", "replacement_chars_only", "combining_marks_only")
+# ^ bad captions a JSON-lines caption column can hold as strings; `FUZZ_BAD_LINES` are lines the loader cannot read
+FUZZ_BAD_LINES = ("numeric_caption", "null_caption", "latin1_line")
 
 
 @dataclass
@@ -235,6 +237,7 @@ class FuzzRow:
     caption: str
     good: bool
     problem: str = ""  # which field is bad and how, e.g. "image: truncated_png"
+    line: bytes = b""  # the raw metadata.jsonl line when it is not the JSON of (file_name, caption)
 
 
 @dataclass
@@ -251,11 +254,14 @@ class FuzzSet:
         return [row for row in self.rows if not row.good]
 
 
-def write_fuzz_imagefolder(root, num_good: int = 24, image_size: int = 32, seed: int = 0) -> FuzzSet:
+def write_fuzz_imagefolder(root, num_good: int = 24, image_size: int = 32, seed: int = 0,
+                           bad_lines: bool = True) -> FuzzSet:
     """Write the fuzz `imagefolder` (images + `metadata.jsonl` with `file_name` and `caption`) into `root`.
 
     Rows, in a shuffled (seeded) order: `num_good` synthetic scenes, one row per odd image (with a good
-    caption), one per odd caption (with a good image), one per bad image file, one per bad string caption.
+    caption), one per odd caption (with a good image), one per bad image file, one per bad string caption and,
+    with `bad_lines`, one per unreadable `metadata.jsonl` line in `FUZZ_BAD_LINES` (a number or null as caption,
+    a latin-1 line).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -284,11 +290,17 @@ def write_fuzz_imagefolder(root, num_good: int = 24, image_size: int = 32, seed:
         name = f"bad_caption_{kind}.png"
         scenes[1]["image"].save(root / name)
         rows.append(FuzzRow(name, bad_captions()[kind], False, f"caption: {kind}"))
+    for kind in FUZZ_BAD_LINES if bad_lines else ():
+        name = f"{kind}.png"
+        scenes[2]["image"].save(root / name)
+        field_name = "line" if kind == "latin1_line" else "caption"  # a line that is not UTF-8 names no field
+        rows.append(FuzzRow(name, None, False, f"{field_name}: {kind}", line=bad_metadata_lines()[kind]))
     order = np.random.default_rng(seed).permutation(len(rows))
     rows = [rows[i] for i in order]
-    with open(root / "metadata.jsonl", "w", encoding="utf-8") as handle:
+    with open(root / "metadata.jsonl", "wb") as handle:
         handle.writelines(
-            json.dumps({"file_name": row.file_name, "caption": row.caption}, ensure_ascii=False) + "\n" for row in rows
+            (row.line or json.dumps({"file_name": row.file_name, "caption": row.caption}, ensure_ascii=False).encode())
+            + b"\n" for row in rows
         )
     return FuzzSet(root, rows)
 

@@ -186,7 +186,7 @@ def test_collator_names_malformed_features(tokenizer, image_processor, feature, 
 
 # ---- screening data sets ------------------------------------------------------------------------------------
 def test_screen_examples_drops_exactly_the_bad_rows_and_keeps_decoding(fuzz):
-    ds = load_image_text_dataset(train_dir=fuzz.root)
+    ds = load_image_text_dataset(train_dir=fuzz.root, on_error="skip")  # unreadable lines kept as problem rows
     with pytest.raises(MaskVLDataError, match=rf"{len(fuzz.bad)} bad example\(s\) in train") as raised:
         screen_examples(ds, caption_column="caption", on_error="raise")
     for row in fuzz.bad:  # every bad row is listed (10 at most): by index and file or field
@@ -197,14 +197,15 @@ def test_screen_examples_drops_exactly_the_bad_rows_and_keeps_decoding(fuzz):
     kept, report = screen_examples(ds, caption_column="caption", on_error="skip")
     assert report.skipped == len(fuzz.bad) and report.kept == len(fuzz.good) == len(kept)
     assert report.by_reason == {"image": sum(r.problem.startswith("image") for r in fuzz.bad),
-                                "caption": sum(r.problem.startswith("caption") for r in fuzz.bad)}
+                                "caption": sum(r.problem.startswith("caption") for r in fuzz.bad),
+                                "other": sum(r.problem.startswith("line") for r in fuzz.bad)}
     assert isinstance(kept.features["image"], datasets.Image) and kept.features["image"].decode
     names = sorted(os.path.basename(image.filename) for image in kept["image"])
     assert names == sorted(row.file_name for row in fuzz.good)
 
 
 def test_screen_examples_on_a_stream_counts_while_reading(fuzz):
-    stream = load_image_text_dataset(train_dir=fuzz.root).to_iterable_dataset()
+    stream = load_image_text_dataset(train_dir=fuzz.root, on_error="skip").to_iterable_dataset()
     kept, report = screen_examples(stream, caption_column="caption", on_error="skip")
     captions = [example["caption"] for example in kept]
     assert len(captions) == len(fuzz.good) and report.skipped == len(fuzz.bad) and report.total is None
@@ -258,12 +259,28 @@ def test_pretraining_skips_exactly_the_bad_rows_and_reports_the_counts(fuzz, ski
 
 
 def test_pretraining_names_a_bad_caption_row(fuzz, tmp_path):
-    with pytest.raises(MaskVLDataError, match=r"item \d+ \(field 'caption'\): caption is empty or whitespace"):
+    """Strict mode: the first unreadable metadata line stops the run naming file, line and field, before the
+    tokenizer is trained (issue 14: a null caption crashed tokenizer training with a bare TypeError)."""
+    lines = (fuzz.root / "metadata.jsonl").read_bytes().splitlines()
+    first = next(number for number, line in enumerate(lines, 1) if line in {r.line for r in fuzz.bad if r.line})
+    with pytest.raises(MaskVLDataError, match=rf"metadata\.jsonl line {first} \(field 'caption'\)|metadata\.jsonl "
+                                               rf"line {first}: not UTF-8"):
         pretrain.main(fuzz_args(tmp_path / "out", fuzz.root))
 
 
+def test_pretraining_names_a_blank_caption_by_its_line_before_the_tokenizer(tmp_path):
+    folder = write_fuzz_imagefolder(tmp_path / "images", num_good=16, image_size=SIZE, bad_lines=False)
+    rows = [row for row in folder.rows if not row.problem.startswith("image")]
+    (folder.root / "metadata.jsonl").write_text("".join(
+        json.dumps({"file_name": row.file_name, "caption": row.caption}) + "\n" for row in rows))
+    first = next(number for number, row in enumerate(rows, 1) if not row.good)
+    with pytest.raises(MaskVLDataError, match=rf"metadata\.jsonl line {first} \(field 'caption'\): .*before training "
+                                               "the tokenizer"):
+        pretrain.main(fuzz_args(tmp_path / "out", folder.root))
+
+
 def test_pretraining_names_a_bad_image_file(tmp_path):
-    folder = write_fuzz_imagefolder(tmp_path / "images", num_good=16, image_size=SIZE)
+    folder = write_fuzz_imagefolder(tmp_path / "images", num_good=16, image_size=SIZE, bad_lines=False)
     lines = [json.loads(line) for line in (folder.root / "metadata.jsonl").read_text().splitlines()]
     keep = [line for line in lines if not line["file_name"].startswith("bad_caption")]  # bad images only
     (folder.root / "metadata.jsonl").write_text("".join(json.dumps(line) + "\n" for line in keep))
@@ -280,8 +297,16 @@ def test_evaluation_scripts_name_or_skip_bad_pairs(fuzz, skipped_run, tmp_path):
     common = ["--checkpoint", str(checkpoint), "--train_dir", str(fuzz.root), "--eval_split", "train",
               "--eval_size", str(len(fuzz.rows))]
     necessity = common + ["--eval_masks", "random", "objects", "--prompt_top_k", "1", "--batch_size", "64"]
+    lines = (fuzz.root / "metadata.jsonl").read_bytes().splitlines()
+    first = next(number for number, line in enumerate(lines, 1) if line in {r.line for r in fuzz.bad if r.line})
     for script, extra in ((evaluate_image_necessity, necessity), (evaluate_retrieval, common)):
-        with pytest.raises(MaskVLDataError, match=rf"(?s){len(fuzz.bad)} bad example\(s\) in train.*example \d+ \(field 'image'\) \(file"):
+        with pytest.raises(MaskVLDataError, match=rf"metadata\.jsonl line {first}\b"):  # the first unreadable line
+            script.main(extra + ["--output_dir", str(tmp_path / "strict")])
+    clean = write_fuzz_imagefolder(tmp_path / "clean", image_size=SIZE, bad_lines=False)
+    strict = [*common[:2], "--train_dir", str(clean.root), *common[4:6], "--eval_size", str(len(clean.rows))]
+    for script, extra in ((evaluate_image_necessity, strict + necessity[len(common):]), (evaluate_retrieval, strict)):
+        with pytest.raises(MaskVLDataError, match=rf"(?s){len(clean.bad)} bad example\(s\) in train.*example \d+ "
+                                                   r"\(\S*metadata\.jsonl line \d+\) \(field 'image'\) \(file"):
             script.main(extra + ["--output_dir", str(tmp_path / "strict")])
     report = evaluate_image_necessity.main(necessity + ["--output_dir", str(tmp_path / "n"), "--skip_bad_examples", "true"])
     assert report["eval_data"]["num_examples"] == len(fuzz.good)

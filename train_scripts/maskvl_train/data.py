@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 
 import datasets
 from maskvl_processing import CaptionTagger, MaskVLDataError, load_image
-from maskvl_processing.pretraining_data import load_image_text_dataset, train_eval_split
+from maskvl_processing.pretraining_data import (
+    PROBLEM_COLUMN as READ_PROBLEM_COLUMN,
+    SOURCE_COLUMN,
+    load_image_text_dataset,
+    train_eval_split,
+)
+from maskvl_processing.word_classes import caption_problem
 
 from .arguments import DataArguments
 
@@ -75,8 +81,14 @@ class ExampleChecker:
         self.id_column = id_column
 
     def problem(self, example: dict, index: int) -> str:
-        """"" or a message naming the example (index, file, field) and what is wrong."""
+        """"" or a message naming the example (index and, for local files / shards, its source line or key;
+        file; field) and what is wrong. A row the loader could not read (`__problem__`) keeps the loader's
+        message, which names the file and line / shard key."""
+        if example.get(READ_PROBLEM_COLUMN):
+            return f"example {index}: {example[READ_PROBLEM_COLUMN]}"
         name = f"example {index}"
+        if example.get(SOURCE_COLUMN):
+            name = f"{name} ({example[SOURCE_COLUMN]})"
         if self.image_column not in example:
             return f"{name} (field {self.image_column!r}): missing"
         try:
@@ -88,9 +100,9 @@ class ExampleChecker:
             if ids is None or not any(int(i) not in self.special_token_ids for i in ids):
                 return f"{name} (field 'caption'): no text token (empty, blank or unreadable caption)"
         elif self.caption_column is not None:
-            caption = example.get(self.caption_column)
-            if not isinstance(caption, str) or not any(c.isprintable() and not c.isspace() for c in caption):
-                return f"{name} (field {self.caption_column!r}): no visible text ({caption!r:.40})"
+            problem = caption_problem(example.get(self.caption_column))
+            if problem is not None:
+                return f"{name} (field {self.caption_column!r}): {problem}"
         return ""
 
     def __call__(self, batch: dict, indices: list[int]) -> dict:
@@ -170,7 +182,7 @@ def screen_examples(dataset, *, split: str = "train", on_error: str = "skip", im
         logger.warning("%s; first: %s", report.summary(), "; ".join(report.first[:5]))
         checked = checked.filter(lambda problem: not problem, input_columns=PROBLEM_COLUMN, num_proc=num_proc,
                                  load_from_cache_file=load_from_cache_file, desc=f"Dropping bad {split} examples")
-    checked = checked.remove_columns(PROBLEM_COLUMN)
+    checked = checked.remove_columns([PROBLEM_COLUMN] + [c for c in (READ_PROBLEM_COLUMN,) if c in checked.column_names])
     for name in decoded:
         checked = checked.cast_column(name, datasets.Image())
     return checked, report
@@ -185,6 +197,7 @@ def load_raw_splits(data_args, image_size: int, seed: int) -> dict:
         image_column=data_args.image_column, caption_column=data_args.caption_column, cache_dir=data_args.cache_dir,
         synthetic_image_size=image_size, seed=seed,
     )
+    source["on_error"] = "skip" if data_args.skip_bad_examples else "raise"  # unreadable rows: named or counted
     synthetic = not (data_args.dataset_name or data_args.train_dir or data_args.webdataset)
     train = load_image_text_dataset(split=data_args.train_split, synthetic_num_examples=data_args.synthetic_num_examples,
                                     **source)
@@ -203,17 +216,40 @@ def load_raw_splits(data_args, image_size: int, seed: int) -> dict:
     return splits
 
 
-def training_captions(train, limit: int) -> list[str]:
-    """Up to `limit` training captions (for the tokenizer)."""
-    if isinstance(train, datasets.Dataset):
-        return train.select(range(min(limit, len(train))))["caption"]
-    return [row["caption"] for row in train.select_columns(["caption"]).take(limit)]
+def training_captions(train, limit: int, on_error: str = "raise") -> list[str]:
+    """Up to `limit` usable training captions (for the tokenizer), screened before the tokenizer sees any: a
+    row the loader could not read or a bad caption (`caption_problem`: None, a number, blank, lone
+    surrogates...) raises `MaskVLDataError` naming it (source line / shard key where known), or with
+    `on_error="skip"` is left out (it is dropped and counted later, when the split is screened)."""
+    columns = ["caption"] + [c for c in (SOURCE_COLUMN, READ_PROBLEM_COLUMN) if c in (train.column_names or [])]
+    rows = train.select(range(min(limit, len(train)))) if isinstance(train, datasets.Dataset) else train.take(limit)
+    captions = []
+    for index, row in enumerate(rows.select_columns(columns)):
+        problem = row.get(READ_PROBLEM_COLUMN) or caption_problem(row["caption"])
+        if not problem:
+            captions.append(row["caption"])
+            continue
+        if on_error == "raise":
+            where = row.get(SOURCE_COLUMN) or f"training example {index}"
+            raise MaskVLDataError(f"{where} (field 'caption'): {problem} (found before training the tokenizer; fix "
+                                  "it or pass --skip_bad_examples)")
+    return captions
 
 
 def tag_batch(batch: dict, indices: list[int], tagger: CaptionTagger) -> dict:
     """Batched map function: word classes + word-pieces (`CaptionTagger`) and the example id."""
-    out = tagger(batch, indices)
+    try:
+        out = tagger(batch, indices)
+    except MaskVLDataError as error:  # name the source line / shard key, not the index in a shuffled split
+        match = re.match(r"item (\d+) ", str(error))
+        sources = batch.get(SOURCE_COLUMN)
+        if match is None or not sources or int(match.group(1)) not in indices:
+            raise
+        raise MaskVLDataError(f"{sources[list(indices).index(int(match.group(1)))]}: {error}") from None
     out[ID_COLUMN] = list(indices)
+    for column in (SOURCE_COLUMN, READ_PROBLEM_COLUMN):
+        if column in batch:
+            out[column] = batch[column]
     return out
 
 
@@ -234,7 +270,7 @@ def tag_splits(splits: dict, tokenizer, data_args) -> tuple[dict, dict]:
             attribute_vocab=data_args.attribute_vocab, relation_vocab=data_args.relation_vocab,
         )
         map_kwargs = dict(batched=True, with_indices=True, fn_kwargs={"tagger": tagger},
-                          remove_columns=[c for c in columns if c != "image"])
+                          remove_columns=[c for c in columns if c != "image"])  # source / problem: re-added
         if isinstance(ds, datasets.Dataset):
             map_kwargs.update(num_proc=data_args.preprocessing_num_workers,
                               load_from_cache_file=not data_args.overwrite_cache, desc=f"Tagging {name} captions")
@@ -259,7 +295,8 @@ def load_eval_dataset(data_args: DataArguments, data_seed: int, image_size: int)
     source = dict(dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
                   train_dir=data_args.train_dir, webdataset=data_args.webdataset, image_column=data_args.image_column,
                   caption_column=data_args.caption_column, cache_dir=data_args.cache_dir,
-                  synthetic_image_size=image_size, seed=data_seed)
+                  synthetic_image_size=image_size, seed=data_seed,
+                  on_error="skip" if data_args.skip_bad_examples else "raise")  # unreadable rows: named or counted
     limit = data_args.max_eval_samples or data_args.eval_size
     synthetic = not (data_args.dataset_name or data_args.train_dir or data_args.webdataset)
     if synthetic:

@@ -42,7 +42,7 @@ def build_config(model_args) -> MaskVLConfig:
     return MaskVLConfig.from_preset(model_args.preset, **model_args.config_overrides_dict())
 
 
-def build_tokenizer(model_args, train, training_args, checkpoint: str | None):
+def build_tokenizer(model_args, train, training_args, checkpoint: str | None, on_error: str = "raise"):
     """--tokenizer, else the tokenizer of the starting checkpoint / text tower, else the one of the checkpoint
     being resumed, else a WordPiece tokenizer trained on the training captions.
 
@@ -54,7 +54,7 @@ def build_tokenizer(model_args, train, training_args, checkpoint: str | None):
         return load_tokenizer(source)
     with training_args.main_process_first(local=False, desc="training the tokenizer"):
         if training_args.process_index == 0:
-            captions = training_captions(train, model_args.tokenizer_training_examples)
+            captions = training_captions(train, model_args.tokenizer_training_examples, on_error)  # screened
             logger.info("Training a WordPiece tokenizer (vocabulary %d) on %d captions",
                         model_args.tokenizer_vocab_size, len(captions))
             trained = train_wordpiece_tokenizer(captions, vocab_size=model_args.tokenizer_vocab_size)
@@ -102,7 +102,8 @@ def main(argv=None) -> MaskVLPreTrainer:
     image_size = config.vision_config.image_size
     with training_args.main_process_first(desc="loading data"):
         raw = load_raw_splits(data_args, image_size, data_seed)
-    tokenizer = build_tokenizer(model_args, raw["train"], training_args, checkpoint)
+    tokenizer = build_tokenizer(model_args, raw["train"], training_args, checkpoint,
+                                "skip" if data_args.skip_bad_examples else "raise")
     with training_args.main_process_first(desc="tagging captions"):
         tagged, skipped = tag_splits(raw, tokenizer, data_args)
     train_dataset, eval_dataset = tagged["train"], tagged["validation"]
