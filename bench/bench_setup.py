@@ -34,6 +34,7 @@ from maskvl_processing import (
     MaskVLImageProcessor,
     train_wordpiece_tokenizer,
 )
+from maskvl_processing.masking_primitives import IGNORE_INDEX
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
 from maskvl_train.arguments import MaskingArguments  # the pre-training script's masking defaults
 
@@ -213,7 +214,7 @@ def to_model_inputs(name: str, batch: dict, size: BenchSize, generator: torch.Ge
                 "pixel_values": batch["pixel_values"], "pixel_mask": pixel_mask, "labels": batch["labels"]}
     if name == "flava":
         labels = batch["labels"]
-        clean_ids = torch.where(labels != -100, labels, batch["input_ids"])
+        clean_ids = torch.where(labels != IGNORE_INDEX, labels, batch["input_ids"])
         mim_labels = torch.randint(FLAVA_IMAGE_VOCAB, batch["bool_masked_pos"].shape, generator=generator)
         return {"input_ids": clean_ids, "input_ids_masked": batch["input_ids"],
                 "attention_mask": batch["attention_mask"], "pixel_values": batch["pixel_values"],

@@ -8,6 +8,10 @@ gives ``0 * logits.sum()``, not NaN), which keeps distributed training and gradi
 import torch
 import torch.nn.functional as F
 
+# Label of a position that is not scored. `maskvl_processing.masking_primitives.IGNORE_INDEX` is the data side's
+# copy: this package is Hub remote code and imports nothing of the processing package (a test checks they agree).
+IGNORE_INDEX = -100
+
 
 def _empty_loss(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.sum() * 0.0
@@ -17,16 +21,16 @@ def masked_lm_loss(mlm_logits: torch.Tensor, mlm_labels: torch.Tensor) -> torch.
     """Cross-entropy over masked tokens. mlm_logits (M, V) or (B, T, V); mlm_labels (M,) or (B, T), -100 ignored."""
     logits = mlm_logits.reshape(-1, mlm_logits.shape[-1])
     labels = mlm_labels.reshape(-1)
-    if not (labels != -100).any():
+    if not (labels != IGNORE_INDEX).any():
         return _empty_loss(logits)
-    return F.cross_entropy(logits.float(), labels, ignore_index=-100)
+    return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
 
 
 def mlm_accuracy(mlm_logits: torch.Tensor, mlm_labels: torch.Tensor, top_k: int = 1) -> torch.Tensor:
     """Fraction of scored tokens whose label is among the top-k logits (NaN when nothing is scored)."""
     logits = mlm_logits.reshape(-1, mlm_logits.shape[-1])
     labels = mlm_labels.reshape(-1)
-    keep = labels != -100
+    keep = labels != IGNORE_INDEX
     if not keep.any():
         return logits.new_tensor(float("nan"))
     top = logits[keep].topk(min(top_k, logits.shape[-1]), dim=-1).indices  # (M, k)
@@ -68,7 +72,7 @@ def vqa_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             raise ValueError(f"soft-score labels must have the logits' shape {tuple(logits.shape)}, "
                              f"got {tuple(labels.shape)}")
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float()) * labels.shape[1]
-    return F.cross_entropy(logits.float(), labels.long(), ignore_index=-100)
+    return F.cross_entropy(logits.float(), labels.long(), ignore_index=IGNORE_INDEX)
 
 
 def weighted_total(parts: dict, weights: dict) -> torch.Tensor | None:

@@ -37,6 +37,8 @@ logged (a batch with no good item still raises).
 Randomness: one `torch.Generator` per data-loader worker, seeded with `seed + worker_id`
 (as transformers' `DataCollatorForLanguageModeling(seed=...)`); same seed -> same masks. With
 `seed=None` the generator is seeded from torch's global RNG (which torch seeds per worker).
+`collator(features, generator=g)` draws this batch from `g` instead and leaves the collator's own generator
+untouched (`maskvl_train.seeded_masking.ExampleSeededMasking` seeds `g` from the batch's example ids).
 """
 
 import logging
@@ -52,6 +54,7 @@ from .image_loading import load_image
 from .image_masking import IMAGE_MASKING_POLICIES, ImageMaskingPolicy, PatchGrid
 from .itm_negatives import ImageSwapNegatives
 from .joint_masking import JOINT_MASKING_POLICIES, JointMaskingPolicy
+from .masking_primitives import IGNORE_INDEX
 from .text_masking import TEXT_MASKING_POLICIES, TextBatch, TextMaskingPolicy
 
 logger = logging.getLogger(__name__)
@@ -326,12 +329,13 @@ class MaskVLDataCollator:
         ), attention_mask
 
     # ---- the collator -------------------------------------------------------------------------
-    def __call__(self, features: list) -> dict[str, torch.Tensor]:
-        """Collate a list of feature dicts into the model's forward arguments (see module doc)."""
+    def __call__(self, features: list, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Collate a list of feature dicts into the model's forward arguments (see module doc); every draw comes
+        from `generator` when one is given, else from the collator's own (per-worker) generator."""
         if len(features) == 0:
             raise MaskVLDataError("empty batch")
         features, images = self._good_items(list(features))
-        generator = self.generator
+        generator = self.generator if generator is None else generator
         batch_size = len(features)
         text, attention_mask = self._pad_text(features)
         pixel_values = self._pixel_values(features, images)  # (B, 3, H, W)
@@ -356,7 +360,7 @@ class MaskVLDataCollator:
             image_index, itm_labels = self.itm_negatives(batch_size, generator, groups)
             out["pixel_values"] = pixel_values[image_index]
             if not self.mlm_on_negatives:
-                out["labels"] = labels.masked_fill(itm_labels[:, None] == 0, -100)
+                out["labels"] = labels.masked_fill(itm_labels[:, None] == 0, IGNORE_INDEX)
             out["itm_labels"] = itm_labels
         if self.patch_drop_noise:  # last draw: the masks above are the same with or without it
             out["patch_drop_noise"] = torch.rand(batch_size, self.grid.num_patches, generator=generator)

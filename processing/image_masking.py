@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .masking_primitives import aligned_block_mask, blockwise_masks, random_patch_mask
+from .masking_primitives import aligned_block_mask, blockwise_masks, per_row, random_patch_mask
 
 
 @dataclass(frozen=True)
@@ -43,18 +43,8 @@ class PatchGrid:
         return self.height * self.width
 
 
-def _per_row_ratio(ratio, default: float, batch_size: int) -> torch.Tensor:
-    if ratio is None:
-        ratio = default
-    if isinstance(ratio, torch.Tensor):
-        return ratio.float().reshape(-1).expand(batch_size) if ratio.numel() == 1 else ratio.float()
-    return torch.full((batch_size,), float(ratio))
-
-
 class ImageMaskingPolicy:
     """Base class. `policy(batch_size, grid, generator, ratio=None)` -> (B, N) bool."""
-
-    name = "base"
 
     def __init__(self, ratio: float = 0.6):
         if not 0.0 <= ratio <= 1.0:
@@ -71,8 +61,6 @@ class ImageMaskingPolicy:
 class NoImageMasking(ImageMaskingPolicy):
     """Mask nothing (text-only masking)."""
 
-    name = "none"
-
     def __init__(self, ratio: float = 0.0):
         super().__init__(ratio)
 
@@ -86,10 +74,8 @@ class NoImageMasking(ImageMaskingPolicy):
 class RandomPatchMasking(ImageMaskingPolicy):
     """MAE-style: exactly `round(ratio * N)` uniformly random patches per image."""
 
-    name = "random"
-
     def __call__(self, batch_size, grid, generator, ratio=None):
-        ratio = _per_row_ratio(ratio, self.ratio, batch_size)
+        ratio = per_row(ratio, batch_size, self.ratio)
         counts = (ratio * grid.num_patches).round().long()
         return random_patch_mask(batch_size, grid.num_patches, counts, generator)
 
@@ -103,8 +89,6 @@ class BlockMasking(ImageMaskingPolicy):
             `None` selects BEiT's generator.
         min_block_patches / max_block_patches / min_aspect: BEiT generator settings.
     """
-
-    name = "block"
 
     def __init__(
         self,
@@ -136,7 +120,7 @@ class BlockMasking(ImageMaskingPolicy):
         return self.block_pixels // grid.patch_size
 
     def __call__(self, batch_size, grid, generator, ratio=None):
-        ratio = _per_row_ratio(ratio, self.ratio, batch_size)
+        ratio = per_row(ratio, batch_size, self.ratio)
         if self.block_pixels is not None:
             side = self.block_patches(grid)
             num_blocks = -(-grid.height // side) * -(-grid.width // side)

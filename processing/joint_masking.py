@@ -42,7 +42,6 @@ class JointMaskingPolicy:
     policy leaves a rate unset (None).
     """
 
-    name = "base"
     mode_names: tuple[str, ...] = ()
 
     def __call__(self, batch_size: int, generator: torch.Generator, text_rate: float, image_ratio: float) -> JointPlan:
@@ -58,7 +57,6 @@ class JointMaskingPolicy:
 class IndependentJointMasking(JointMaskingPolicy):
     """Mask both modalities of every pair at the text and image policies' own rates."""
 
-    name = "independent"
     mode_names = ("both",)
 
     def __repr__(self) -> str:
@@ -79,7 +77,6 @@ class MaskVLMJointMasking(JointMaskingPolicy):
         both_prob: probability of masking both modalities of a pair (default 0.0).
     """
 
-    name = "maskvlm"
     mode_names = ("text", "image", "both")
 
     def __init__(
@@ -130,8 +127,6 @@ class MLIMJointMasking(JointMaskingPolicy):
             the module docstring).
         mode_probs: probability of each mode, in the order of `modes` (default uniform).
     """
-
-    name = "mlim"
 
     def __init__(self, modes: dict | None = None, mode_probs=None):
         self.modes = dict(modes or MLIM_DEFAULT_MODES)

@@ -16,16 +16,19 @@ import torch
 IGNORE_INDEX = -100
 
 
-def _per_row(value, batch_size: int) -> torch.Tensor:
-    """A float or a (B,) tensor as a (B,) float tensor."""
+def per_row(value, batch_size: int, default: float | None = None) -> torch.Tensor:
+    """A rate as a (B,) float tensor: a float, a one-element tensor, a (B,) tensor, or None (then `default`).
+    The one helper of every policy that takes a per-row masking rate (the joint policies plan them per row)."""
+    if value is None:
+        value = default
     if isinstance(value, torch.Tensor):
-        return value.to(torch.float32).reshape(-1).expand(batch_size) if value.numel() == 1 else value.float()
+        return value.float().reshape(-1).expand(batch_size).clone() if value.numel() == 1 else value.float()
     return torch.full((batch_size,), float(value))
 
 
 def bernoulli_mask(candidates: torch.Tensor, rate, generator: torch.Generator) -> torch.Tensor:
     """Mask each candidate position independently with probability `rate` (float or (B,)). (B, T) bool."""
-    rate = _per_row(rate, candidates.shape[0])
+    rate = per_row(rate, candidates.shape[0])
     draws = torch.rand(candidates.shape, generator=generator)  # (B, T)
     return candidates & (draws < rate[:, None])
 
@@ -62,7 +65,7 @@ def whole_word_bernoulli_mask(word_ids: torch.Tensor, candidates: torch.Tensor, 
     num_words = int(word_ids.max().item()) + 1 if word_ids.numel() else 0
     if num_words <= 0:
         return torch.zeros_like(candidates)
-    rate = _per_row(rate, batch)
+    rate = per_row(rate, batch)
     picked_words = torch.rand((batch, num_words), generator=generator) < rate[:, None]  # (B, W)
     picked = picked_words.gather(1, word_ids.clamp(min=0))  # (B, T)
     return candidates & picked & (word_ids >= 0)
@@ -70,7 +73,7 @@ def whole_word_bernoulli_mask(word_ids: torch.Tensor, candidates: torch.Tensor, 
 
 def whole_word_rate_mask(word_ids, candidate_words: torch.Tensor, rate, generator) -> torch.Tensor:
     """Pick `round(rate * #candidate words)` candidate words per row (at least one if any). (B, W) bool."""
-    rate = _per_row(rate, candidate_words.shape[0])
+    rate = per_row(rate, candidate_words.shape[0])
     available = candidate_words.sum(dim=1).float()
     counts = torch.where(available > 0, (rate * available).round().clamp(min=1), torch.zeros_like(available))
     counts = torch.where(rate > 0, counts, torch.zeros_like(counts))
@@ -186,26 +189,6 @@ def aligned_block_mask(
     return full[:, :grid_h, :grid_w].reshape(batch_size, grid_h * grid_w)
 
 
-def blockwise_mask(
-    grid: tuple[int, int],
-    num_masked: int,
-    generator: torch.Generator,
-    min_block_patches: int = 4,
-    max_block_patches: int | None = None,
-    min_aspect: float = 0.3,
-    max_attempts: int = 10,
-) -> torch.Tensor:
-    """BEiT-style blockwise mask of one image with exactly `num_masked` patches. (N,) bool.
-
-    Rectangles of random area in [min_block_patches, max_block_patches] and log-uniform aspect
-    ratio are placed until no more fit (BEiT's algorithm); any shortfall (< min_block_patches) is
-    then filled with patches 4-adjacent to the mask, so every patch touches a block. The loop runs
-    on a bit set of the grid with a numpy generator seeded by one draw from `generator`.
-    """
-    return blockwise_masks(grid, [num_masked], generator, min_block_patches, max_block_patches, min_aspect,
-                           max_attempts)[0]
-
-
 def blockwise_masks(
     grid: tuple[int, int],
     num_masked,
@@ -215,11 +198,13 @@ def blockwise_masks(
     min_aspect: float = 0.3,
     max_attempts: int = 10,
 ) -> torch.Tensor:
-    """`blockwise_mask` for a batch: row b has exactly `num_masked[b]` patches (a list or (B,) tensor). (B, N) bool.
+    """BEiT-style blockwise masks: row b has exactly `num_masked[b]` patches (a list or (B,) tensor). (B, N) bool.
 
-    Row b is the mask `blockwise_mask` gives with the generator in the state it reaches after rows 0..b-1
-    (one 62-bit seed per row, drawn from `generator` in row order), so a batch is the same as a loop of
-    single-image calls.
+    Rectangles of random area in [min_block_patches, max_block_patches] and log-uniform aspect
+    ratio are placed until no more fit (BEiT's algorithm); any shortfall (< min_block_patches) is
+    then filled with patches 4-adjacent to the mask, so every patch touches a block. The loop runs
+    on a bit set of the grid with a numpy generator seeded by one 62-bit draw from `generator` per row
+    (in row order), so a batch is the same as a loop of one-row calls.
     """
     grid_h, grid_w = grid
     num_patches = grid_h * grid_w
@@ -255,7 +240,7 @@ class _GridBits:
 
     def blockwise(self, num_masked: int, rng: np.random.Generator, min_block_patches: int,
                   max_block_patches: int | None, min_aspect: float, max_attempts: int) -> int:
-        """One BEiT-style mask with exactly `num_masked` patches, drawing from `rng` (see `blockwise_mask`)."""
+        """One BEiT-style mask with exactly `num_masked` patches, drawing from `rng` (see `blockwise_masks`)."""
         grid_h, grid_w = self.height, self.width
         max_block_patches = max_block_patches or num_masked
         mask = 0
@@ -328,6 +313,7 @@ def sample_modes(batch_size: int, probs: torch.Tensor, generator: torch.Generato
 
 __all__ = [
     "IGNORE_INDEX",
+    "per_row",
     "bernoulli_mask",
     "exact_count_mask",
     "word_level_features",
@@ -340,7 +326,6 @@ __all__ = [
     "corrupt_tokens",
     "random_patch_mask",
     "aligned_block_mask",
-    "blockwise_mask",
     "blockwise_masks",
     "derangement",
     "sample_modes",

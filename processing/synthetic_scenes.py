@@ -66,7 +66,6 @@ __all__ = [
     "tokenize_caption",
     "detokenize",
     "make_synthetic_dataset",
-    "make_synthetic_splits",
     "synthetic_split_seed",
     "caption_statistics",
     "synthetic_features",
@@ -565,17 +564,6 @@ def synthetic_split_seed(seed: int, split: str) -> int:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     child = np.random.SeedSequence(seed, spawn_key=(SPLITS.index(split),))
     return int(child.generate_state(1)[0])
-
-
-def make_synthetic_splits(
-    train_size: int, eval_size: int, seed: int = 0, image_size: int = 64
-) -> datasets.DatasetDict:
-    """``DatasetDict(train=..., validation=...)`` from independent random streams
-    (:func:`synthetic_split_seed`), so the two splits share no scene."""
-    return datasets.DatasetDict(
-        train=make_synthetic_dataset(train_size, synthetic_split_seed(seed, "train"), image_size),
-        validation=make_synthetic_dataset(eval_size, synthetic_split_seed(seed, "validation"), image_size),
-    )
 
 
 # --------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from .masking_primitives import (
     choose_top_k_weighted,
     corrupt_tokens,
     mask_word_occurrences,
+    per_row,
     whole_word_bernoulli_mask,
     whole_word_rate_mask,
     word_keys,
@@ -83,18 +84,8 @@ class TextBatch:
             )
 
 
-def _per_row_rate(rate, default: float, batch_size: int) -> torch.Tensor:
-    if rate is None:
-        rate = default
-    if isinstance(rate, torch.Tensor):
-        return rate.float().reshape(-1).expand(batch_size).clone() if rate.numel() == 1 else rate.float()
-    return torch.full((batch_size,), float(rate))
-
-
 class TextMaskingPolicy:
     """Base class: a selection rule plus BERT corruption (`mask_replace_prob` / `random_replace_prob`)."""
-
-    name = "base"
 
     def __init__(self, rate: float = 0.15, mask_replace_prob: float = 0.8, random_replace_prob: float = 0.1):
         if not 0.0 <= rate <= 1.0:
@@ -134,20 +125,16 @@ class TextMaskingPolicy:
 class RandomTokenMasking(TextMaskingPolicy):
     """BERT: every non-special token independently with probability `rate` (default 0.15)."""
 
-    name = "random"
-
     def select(self, batch, generator, rate=None):
-        rate = _per_row_rate(rate, self.rate, batch.input_ids.shape[0])
+        rate = per_row(rate, batch.input_ids.shape[0], self.rate)
         return bernoulli_mask(batch.word_ids >= 0, rate, generator)
 
 
 class WholeWordMasking(TextMaskingPolicy):
     """Every word independently with probability `rate`, all of its word-pieces together."""
 
-    name = "whole_word"
-
     def select(self, batch, generator, rate=None):
-        rate = _per_row_rate(rate, self.rate, batch.input_ids.shape[0])
+        rate = per_row(rate, batch.input_ids.shape[0], self.rate)
         return whole_word_bernoulli_mask(batch.word_ids, batch.word_ids >= 0, rate, generator)
 
 
@@ -161,8 +148,6 @@ class WordClassMasking(TextMaskingPolicy):
         fallbacks: flags tried in order when a caption has no word of the class ("one" mode);
             `None` in the chain means "any word".
     """
-
-    name = "word_class"
 
     def __init__(self, word_class: int, mode: str = "one", fallbacks=(None,), rate: float = 0.15, **kwargs):
         super().__init__(rate=rate, **kwargs)
@@ -214,7 +199,7 @@ class WordClassMasking(TextMaskingPolicy):
         self.stats["no_candidate"] += int(((targets < 0) & active).sum())
 
     def select(self, batch, generator, rate=None):
-        rate = _per_row_rate(rate, self.rate, batch.input_ids.shape[0])
+        rate = per_row(rate, batch.input_ids.shape[0], self.rate)
         active = rate > 0
         if self.mode == "rate":
             classes, exists = self._word_level(batch)
@@ -230,16 +215,12 @@ class WordClassMasking(TextMaskingPolicy):
 class StopWordMasking(WordClassMasking):
     """One stop-word / punctuation token per caption (an evaluation mask in Bitton et al.)."""
 
-    name = "stop_words"
-
     def __init__(self, mode="one", **kwargs):
         super().__init__(STOP_OR_PUNCT, mode=mode, fallbacks=(None,), **kwargs)
 
 
 class ObjectMasking(WordClassMasking):
     """One object (noun, optionally in a VG vocabulary) per caption; falls back to content words."""
-
-    name = "objects"
 
     def __init__(self, mode="one", **kwargs):
         super().__init__(OBJECT, mode=mode, fallbacks=(CONTENT, None), **kwargs)
@@ -248,16 +229,12 @@ class ObjectMasking(WordClassMasking):
 class AttributeMasking(WordClassMasking):
     """One attribute (adjective, optionally in a VG vocabulary) per caption; fallback content words."""
 
-    name = "attributes"
-
     def __init__(self, mode="one", **kwargs):
         super().__init__(ATTRIBUTE, mode=mode, fallbacks=(CONTENT, None), **kwargs)
 
 
 class RelationshipMasking(WordClassMasking):
     """One relationship (verb / adposition) per caption; fallback content words."""
-
-    name = "relationships"
 
     def __init__(self, mode="one", **kwargs):
         super().__init__(RELATIONSHIP, mode=mode, fallbacks=(CONTENT, None), **kwargs)
@@ -266,8 +243,6 @@ class RelationshipMasking(WordClassMasking):
 class ContentWordMasking(WordClassMasking):
     """One word per caption: a content word with probability `content_prob` (0.8), else a
     stop-word / punctuation token; whichever group is empty falls back to the other."""
-
-    name = "content_words"
 
     def __init__(self, mode="one", content_prob: float = 0.8, **kwargs):
         super().__init__(CONTENT, mode=mode, fallbacks=(None,), **kwargs)
@@ -287,8 +262,6 @@ class ContentWordMasking(WordClassMasking):
 
 class TopConcreteMasking(WordClassMasking):
     """One of the 3 most concrete distinct non-stop-words, weighted 0.55/0.30/0.15 (Bitton et al.)."""
-
-    name = "top_concrete"
 
     def __init__(self, mode="one", weights=None, **kwargs):
         super().__init__(CONTENT, mode=mode, fallbacks=(None,), **kwargs)

@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from maskvl_processing import IMAGE_MASKING_POLICIES, PatchGrid
-from maskvl_processing.masking_primitives import blockwise_mask, blockwise_masks
+from maskvl_processing.masking_primitives import blockwise_masks
+
+
+def blockwise_mask(grid, num_masked: int, generator, **settings) -> torch.Tensor:
+    """One image's BEiT-style mask (N,): a batch of one of `blockwise_masks`."""
+    return blockwise_masks(grid, [num_masked], generator, **settings)[0]
 
 
 def gen(seed=0):

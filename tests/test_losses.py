@@ -72,3 +72,12 @@ def test_weighted_total_skips_absent_parts():
     parts = {"mlm": torch.tensor(2.0), "mim": None, "itc": torch.tensor(1.0)}
     assert weighted_total(parts, {"mlm": 0.5, "mim": 9.0, "itc": 3.0}).item() == 4.0
     assert weighted_total({"mlm": None}, {"mlm": 1.0}) is None
+
+
+def test_model_and_data_sides_agree_on_the_ignore_index():
+    """modeling_maskvl (Hub remote code, imports no processing code) and maskvl_processing each define it once."""
+    from maskvl_processing.masking_primitives import IGNORE_INDEX as data_side
+
+    from modeling_maskvl.losses import IGNORE_INDEX as model_side
+
+    assert model_side == data_side == torch.nn.CrossEntropyLoss().ignore_index

@@ -10,7 +10,7 @@ from PIL import Image
 import datasets
 from maskvl_processing.errors import MaskVLDataError
 from maskvl_processing.pretraining_data import load_image_text_dataset, resolve_shards, train_eval_split
-from maskvl_processing.synthetic_scenes import make_synthetic_splits
+from test_synthetic_scenes import make_synthetic_splits
 
 
 def _colour(i: int) -> tuple[int, int, int]:

@@ -209,14 +209,22 @@ def test_determinism_by_seed():
     assert not all(np.array_equal(_pixels(x), _pixels(y)) for x, y in zip(a["image"], c["image"]))
 
 
+def make_synthetic_splits(train_size: int, eval_size: int, seed: int = 0, image_size: int = 64) -> datasets.DatasetDict:
+    """Train and validation splits from their independent streams (`synthetic_split_seed`), as the loaders make them."""
+    return datasets.DatasetDict(
+        train=ss.make_synthetic_dataset(train_size, ss.synthetic_split_seed(seed, "train"), image_size),
+        validation=ss.make_synthetic_dataset(eval_size, ss.synthetic_split_seed(seed, "validation"), image_size),
+    )
+
+
 def test_splits_do_not_overlap():
-    splits = ss.make_synthetic_splits(300, 100, seed=0)
+    splits = make_synthetic_splits(300, 100, seed=0)
     assert len(splits["train"]) == 300 and len(splits["validation"]) == 100
     key = lambda row: (row["caption"], _pixels(row["image"]).tobytes())  # noqa: E731
     train = {key(r) for r in splits["train"]}
     assert not any(key(r) in train for r in splits["validation"])
     # The train split does not depend on the size of the eval split.
-    assert ss.make_synthetic_splits(20, 5, seed=0)["train"]["caption"] == splits["train"]["caption"][:20]
+    assert make_synthetic_splits(20, 5, seed=0)["train"]["caption"] == splits["train"]["caption"][:20]
 
 
 def test_small_images_keep_every_relation_and_scene_size():

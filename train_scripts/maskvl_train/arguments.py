@@ -24,6 +24,8 @@ import yaml
 from maskvl_processing import IMAGE_MASKING_POLICIES, JOINT_MASKING_POLICIES, TEXT_MASKING_POLICIES
 from transformers import HfArgumentParser, TrainingArguments
 
+from .scrub import scrub
+
 TAGGER_BACKENDS = ("auto", "dataset", "pattern", "spacy")
 WORD_CLASS_POLICIES = ("stop_words", "content_words", "objects", "attributes", "relationships", "top_concrete")
 
@@ -307,6 +309,8 @@ class MaskingArguments:
             "joint_policy": resolved["joint_masking"],
             "joint_policy_kwargs": joint_kwargs,
             "itm_negatives": float(resolved["itm_negative_prob"]) if resolved["itm_negative_prob"] > 0 else False,
+            # FLIP-style patch dropping (config.patch_drop_ratio) takes its randomness from the collator
+            "patch_drop_noise": getattr(config, "patch_drop_ratio", 0.0) > 0,
         }
 
 
@@ -321,13 +325,7 @@ class ShareablePickleMixin:
     """
 
     def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        for key, value in state.items():
-            if key.endswith("_token") and value is not None:
-                state[key] = None
-            elif isinstance(value, str) and os.path.isabs(value):
-                state[key] = os.path.basename(os.path.normpath(value))
-        return state
+        return {key: scrub(value, key) for key, value in self.__dict__.items()}
 
     def __copy__(self):
         new = object.__new__(type(self))

@@ -5,6 +5,8 @@
   writes checkpoints atomically and refuses to resume from an incomplete one).
 * `list_checkpoints(folder)` / `last_complete_checkpoint(folder)` -- the `checkpoint-N` folders by step, and
   the latest one without problems (incomplete ones are logged and skipped).
+* `read_safetensors_header(path)` -- the header of a safetensors file (the one reader: integrity checks here,
+  parameter counts of the model card, the publish check).
 * `resolve_checkpoint(value, output_dir)` -- what `--resume_from_checkpoint` means: start fresh, the latest
   *complete* checkpoint of `output_dir` ("auto"), or a given folder.
 """
@@ -27,20 +29,38 @@ class IncompleteCheckpointError(RuntimeError):
     """A checkpoint to resume from is missing files or holds truncated ones."""
 
 
+def read_safetensors_header(path) -> tuple[dict, int]:
+    """(header, bytes before the tensor data) of a safetensors file, without reading any tensor.
+
+    The file starts with the header's length (8 bytes, little-endian), then the header (JSON: per tensor its
+    dtype, shape and `data_offsets` into the data that follows). Raises `ValueError` for a file too short for
+    its header or a header that is not a JSON object, `OSError` when the file cannot be read."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        header_length = int.from_bytes(prefix, "little")
+        if len(prefix) < 8 or size < 8 + header_length:
+            raise ValueError("truncated (header)")
+        header = json.loads(handle.read(header_length))
+    if not isinstance(header, dict):
+        raise ValueError(f"the header is a JSON {type(header).__name__}, not an object")
+    return header, 8 + header_length
+
+
 def _safetensors_problem(path: str) -> str | None:
     """None when `path` is a whole safetensors file (header parses, data reaches exactly the end)."""
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as handle:
-            header_length = int.from_bytes(handle.read(8), "little")
-            if size < 8 + header_length:
-                return f"{os.path.basename(path)} is truncated (header)"
-            header = json.loads(handle.read(header_length))
-    except (OSError, ValueError) as error:
+        header, data_start = read_safetensors_header(path)
+    except ValueError as error:
+        if str(error) == "truncated (header)":
+            return f"{os.path.basename(path)} is truncated (header)"
         return f"{os.path.basename(path)} is unreadable ({error})"
+    except OSError as error:
+        return f"{os.path.basename(path)} is unreadable ({error})"
+    size = os.path.getsize(path)
     end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
-    if size != 8 + header_length + end:
-        return f"{os.path.basename(path)} is truncated ({size} bytes, the header describes {8 + header_length + end})"
+    if size != data_start + end:
+        return f"{os.path.basename(path)} is truncated ({size} bytes, the header describes {data_start + end})"
     return None
 
 
@@ -140,5 +160,6 @@ __all__ = [
     "checkpoint_problems",
     "last_complete_checkpoint",
     "list_checkpoints",
+    "read_safetensors_header",
     "resolve_checkpoint",
 ]

@@ -39,7 +39,12 @@ from dataclasses import dataclass, field
 
 import torch
 from maskvl_processing import TEXT_MASKING_POLICIES, MaskVLDataCollator, MaskVLProcessor, WordClassMasking
-from maskvl_processing.masking_primitives import derangement, whole_word_rate_mask, word_level_features
+from maskvl_processing.masking_primitives import (
+    IGNORE_INDEX,
+    derangement,
+    whole_word_rate_mask,
+    word_level_features,
+)
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForMaskedLM
 
@@ -111,8 +116,6 @@ class ImageNecessityArguments:
 class ConcretenessBinMasking(WordClassMasking):
     """Evaluation mask: `rate` of the words whose concreteness is above `threshold` (at least one)."""
 
-    name = "concreteness_bin"
-
     def __init__(self, threshold: float, rate: float = 0.15, **kwargs):
         super().__init__(word_class=0, mode="rate", rate=rate, **kwargs)
         self.threshold = threshold
@@ -180,7 +183,7 @@ def score_masks(model, features: list, pixel_values: torch.Tensor, mismatch: tor
     for start in range(0, len(features), batch_size):
         rows = torch.arange(start, min(start + batch_size, len(features)))
         batch = collator([features[i] for i in rows.tolist()])
-        keep = (batch["labels"] != -100).any(dim=1)  # captions with at least one masked token
+        keep = (batch["labels"] != IGNORE_INDEX).any(dim=1)  # captions with at least one masked token
         if not keep.any():
             continue
         scored += int(keep.sum())

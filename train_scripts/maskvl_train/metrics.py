@@ -19,8 +19,8 @@ import math
 import statistics
 
 import torch
+from maskvl_processing.masking_primitives import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 DEFAULT_KS = (1, 5)
 
 

@@ -21,18 +21,19 @@ local path, the user name or a Hub token.
 from __future__ import annotations
 
 import copy
-import getpass
 import json
 import math
 import os
 import re
-import struct
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from maskvl_processing.pipelines_maskvl import FILL_MASK_TASK, MATCHING_TASK, VQA_TASK
+
+from .checkpoints import read_safetensors_header
+from .scrub import check_no_machine_details, last_component, looks_local, scrub
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "maskvl_model_card.md"
 SUMMARY_FILE = "training_summary.json"
@@ -81,7 +82,6 @@ EVALUATION_DESCRIPTIONS = {
                         "image and with a blank image; Acc@5 with the image and the loss increase without it"),
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-_TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
 
 
 # ------------------------------------------------------------------------------------------------ public API
@@ -288,7 +288,7 @@ def normalise_eval_result(name: str, result: Any, default_dataset: dict, checkpo
         if not isinstance(entry, dict) or not {"task", "dataset", "metrics"} <= set(entry):
             raise ValueError(f"Evaluation result {name!r}: model-index entries need task, dataset and metrics; "
                              f"got {entry!r:.200}.")
-        entry["dataset"] = {k: _last_component(v) if isinstance(v, str) and _looks_local(v) else v
+        entry["dataset"] = {k: last_component(v) if isinstance(v, str) and looks_local(v) else v
                             for k, v in {**default_dataset, **entry["dataset"]}.items()}
     if not any(_is_number(m.get("value")) for entry in entries for m in entry["metrics"]):
         raise ValueError(f"Evaluation result {name!r} holds no numeric metric.")
@@ -303,7 +303,7 @@ def _given_model_index(name: str, result: dict, checkpoint_name: str | None) -> 
         return None
     if len(checkpoints) > 1:
         checkpoints = [c for c in checkpoints if checkpoint_name in
-                       (c.get("name"), _last_component(str(c.get("checkpoint", ""))))]
+                       (c.get("name"), last_component(str(c.get("checkpoint", ""))))]
         if len(checkpoints) != 1:
             names = [c.get("name") for c in result["checkpoints"]]
             raise ValueError(f"Evaluation result {name!r} covers several checkpoints {names}; none (or more than "
@@ -340,56 +340,27 @@ def describe_dataset(dataset: Any) -> tuple[str | None, str]:
         return None, ("the package's procedurally generated synthetic scenes "
                       "(`maskvl_processing.synthetic_scenes`): coloured shapes with captions")
     if isinstance(dataset, (list, tuple)):
-        return None, "webdataset shards (" + ", ".join(_last_component(str(d)) for d in dataset) + ")"
+        return None, "webdataset shards (" + ", ".join(last_component(str(d)) for d in dataset) + ")"
     text = str(dataset)
-    if _looks_local(text):
-        return None, f"a local data set (`{_last_component(text)}`)"
+    if looks_local(text):
+        return None, f"a local data set (`{last_component(text)}`)"
     if _HUB_ID.match(text):
         return text, f"[{text}](https://huggingface.co/datasets/{text})"
-    return None, f"`{_last_component(text)}`"
+    return None, f"`{last_component(text)}`"
 
 
 def scrub_summary(summary: dict) -> dict:
     """A copy of the summary whose local paths become ``./<last component>`` (recursively): still recognisably
-    local (never taken for a Hub id), without the machine's directory layout."""
-    def scrub(value):
-        if isinstance(value, dict):
-            return {k: scrub(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [scrub(v) for v in value]
-        if isinstance(value, os.PathLike) or (isinstance(value, str) and _looks_local(value)):
-            return f"./{_last_component(str(value))}"
-        return value
-    return scrub(dict(summary))
-
-
-def check_no_machine_details(text: str, extra: list[str] | None = None, user_name: bool = True) -> None:
-    """Raise ``ValueError`` if ``text`` holds a local path, the user name (unless ``user_name=False``) or a Hub
-    token. ``extra``: further local paths to look for."""
-    home = str(Path.home())
-    cwd = os.getcwd()
-    needles = {"home directory": home, "working directory": cwd}
-    for i, item in enumerate(extra or []):
-        needles[f"local path #{i}"] = item
-    for what, needle in needles.items():
-        if needle and needle not in ("/", ".") and needle in text:
-            raise ValueError(f"Contains the {what} ({needle!r}); refusing to publish it.")
-    user = _user_name() if user_name else None
-    if user and len(user) > 2 and user not in ("root", "user") and re.search(rf"\b{re.escape(user)}\b", text):
-        raise ValueError(f"Contains the local user name {user!r}; refusing to publish it.")
-    if _TOKEN.search(text):
-        raise ValueError("Contains something that looks like a Hugging Face token; refusing to publish it.")
-    for match in re.finditer(r"(?<![\w.:/])(/(?:home|Users|tmp|root|work|mnt|data|scratch|var)/[^\s)`'\"]*)", text):
-        raise ValueError(f"Contains a local path ({match.group(1)!r}); refusing to publish it.")
+    local (never taken for a Hub id), without the machine's directory layout. Tokens are left for
+    :func:`check_no_machine_details` to refuse (loudly) rather than dropped."""
+    return scrub(dict(summary), local_prefix="./", secrets=False)
 
 
 def count_parameters(checkpoint_dir: Path) -> int | None:
     """Number of parameters in the folder's safetensors files, read from their headers (no weights loaded)."""
     total, found = 0, False
     for path in sorted(Path(checkpoint_dir).glob("*.safetensors")):
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
+        header, _ = read_safetensors_header(path)
         for name, info in header.items():
             if name != "__metadata__":
                 total += math.prod(info["shape"])
@@ -458,7 +429,7 @@ def _base_models(summary: dict) -> list[str]:
     names = list(summary.get("base_models") or [])
     names += [summary.get(k) for k in ("text_model_name_or_path", "vision_model_name_or_path")]
     return [n for n in dict.fromkeys(names) if isinstance(n, str) and _HUB_ID.match(n) and "/" in n
-            and not _looks_local(n)]
+            and not looks_local(n)]
 
 
 def _tower(sub: dict) -> str:
@@ -545,19 +516,3 @@ def _format_count(count: int | None) -> str:
     if count is None:
         return "unknown (no safetensors weights found)"
     return f"{count / 1e6:.1f}M" if count >= 1e5 else f"{count:,}"
-
-
-def _looks_local(text: str) -> bool:
-    return (text.startswith(("/", "./", "../", "~")) or bool(re.match(r"^[A-Za-z]:[\\/]", text))
-            or "\\" in text or os.path.exists(text) and (os.sep in text or os.path.isdir(text)))
-
-
-def _last_component(text: str) -> str:
-    return Path(text.rstrip("/\\")).name or text
-
-
-def _user_name() -> str | None:
-    try:
-        return getpass.getuser()
-    except Exception:  # no user database entry (containers)
-        return None

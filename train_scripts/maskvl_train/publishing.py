@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,9 @@ from transformers import HfArgumentParser
 
 from maskvl_processing.pipelines_maskvl import PIPELINES, applicable_tasks, save_pipelines
 
-from .model_card import SUMMARY_FILE, check_no_machine_details, load_eval_results, render_model_card, scrub_summary
+from .checkpoints import read_safetensors_header
+from .model_card import SUMMARY_FILE, load_eval_results, render_model_card, scrub_summary
+from .scrub import check_no_machine_details, looks_local
 
 # Every auto class a MaskVL checkpoint must answer to (config.json's auto_map).
 REQUIRED_AUTO_CLASSES = ("AutoConfig", "AutoModel", "AutoModelForPreTraining", "AutoModelForMaskedLM",
@@ -221,12 +222,10 @@ def _check_weights(checkpoint: Path) -> list[str]:
         problems.append("model.safetensors: no safetensors weights in the folder.")
     for path in shards:
         try:
-            with open(path, "rb") as handle:
-                (length,) = struct.unpack("<Q", handle.read(8))
-                header = json.loads(handle.read(length))
+            header, _ = read_safetensors_header(path)
             if not [k for k in header if k != "__metadata__"]:
                 problems.append(f"{path.name}: holds no tensors.")
-        except (OSError, struct.error, ValueError) as error:
+        except (OSError, ValueError) as error:
             problems.append(f"{path.name}: not a readable safetensors file ({error}).")
     for index in checkpoint.glob("*.safetensors.index.json"):
         weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
@@ -320,7 +319,7 @@ def _scrub_config(path: Path) -> None:
     def scrub(node):
         if isinstance(node, dict):
             value = node.get("_name_or_path")
-            if isinstance(value, str) and (value.startswith(("/", ".", "~")) or os.path.isdir(value)):
+            if isinstance(value, str) and (value.startswith(".") or looks_local(value)):
                 node.pop("_name_or_path")
             for child in node.values():
                 scrub(child)

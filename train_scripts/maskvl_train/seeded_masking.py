@@ -15,12 +15,13 @@ import math
 import numpy as np
 import torch
 from maskvl_processing import MaskVLDataError
+from maskvl_processing.masking_primitives import IGNORE_INDEX
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 
 class ExampleSeededMasking:
-    """Collator wrapper: reseeds `collator` for every batch from (seed, epoch, example ids).
+    """Collator wrapper: every batch is masked with a generator seeded from (seed, epoch, example ids).
 
     Features must carry `id_column` (an int unique per example, e.g. the index from
     `datasets.map(..., with_indices=True)`); it is removed before the wrapped collator sees them.
@@ -36,6 +37,11 @@ class ExampleSeededMasking:
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(seed={self.seed}, epoch={self.epoch}, collator={self.collator!r})"
 
+    def generator_for(self, ids: list[int]) -> torch.Generator:
+        """The generator of a batch of these example ids in the current epoch (the collator's own is not used)."""
+        entropy = [abs(self.seed), self.epoch, *ids]
+        return torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 2))
+
     def __call__(self, features: list) -> dict:
         ids, stripped = [], []
         for index, feature in enumerate(features):
@@ -45,11 +51,8 @@ class ExampleSeededMasking:
                 )
             ids.append(int(feature[self.id_column]))
             stripped.append({key: value for key, value in feature.items() if key != self.id_column})
-        entropy = [abs(self.seed), self.epoch, *ids]
-        self.collator.seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 2)
-        self.collator.reset_generator()
         try:
-            return self.collator(stripped)
+            return self.collator(stripped, generator=self.generator_for(ids))
         except MaskVLDataError as error:  # "item i" is the position in the batch: name the examples too
             raise MaskVLDataError(f"{error} [batch items 0..{len(ids) - 1} are examples {ids}]") from error
 
@@ -81,7 +84,7 @@ def most_frequent_masked_token(dataset, masking, num_examples: int, batch_size: 
         if not chunk:
             break
         labels = masking(chunk)["labels"]
-        counts += torch.bincount(labels[labels != -100], minlength=len(counts))
+        counts += torch.bincount(labels[labels != IGNORE_INDEX], minlength=len(counts))
         progress.update(len(chunk))
     progress.close()
     if counts.sum() == 0:

@@ -27,6 +27,7 @@ import os
 from collections import Counter
 
 import datasets
+from maskvl_processing.masking_primitives import IGNORE_INDEX
 
 EASY_VQA_SHAPES = ("circle", "rectangle", "triangle")
 EASY_VQA_COLORS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
@@ -170,7 +171,7 @@ def answer_targets(answers: list[str], label2id: dict, soft: bool):
                 scores[label2id[answer]] = min(1.0, count / 3)
         return scores
     top = Counter(answers).most_common(1)[0][0] if answers else None
-    return label2id.get(top, -100)
+    return label2id.get(top, IGNORE_INDEX)
 
 
 __all__ = [

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import evaluate
 import torch
 from maskvl_processing import MaskVLDataError, MaskVLProcessor, load_image
+from maskvl_processing.masking_primitives import IGNORE_INDEX
 from transformers import AutoModelForVisualQuestionAnswering, Trainer, TrainingArguments, set_seed
 
 import modeling_maskvl  # noqa: F401  (registers the Auto classes)
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     oov = oov_rate(processor.tokenizer, list(train["question"]) + list(test["question"]))
     train = add_targets(train, label2id, soft)
     if not soft:  # training questions whose answer is outside the vocabulary cannot be learned
-        train = train.filter(lambda row: row["labels"] != -100, desc="in-vocabulary answers")
+        train = train.filter(lambda row: row["labels"] != IGNORE_INDEX, desc="in-vocabulary answers")
     if len(train) == 0:
         raise MaskVLDataError("no training question has an answer in the answer vocabulary")
     train = train.shuffle(seed=args.subset_seed)  # the fractions are prefixes of this order
