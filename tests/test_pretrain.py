@@ -119,7 +119,8 @@ def test_masking_that_the_model_cannot_learn_from_is_refused():
 
 
 def write_complete_checkpoint(folder: Path, step: int) -> None:
-    """The files `checkpoint_problems` asks for: trainer state at `step`, whole weights, optimizer and scheduler."""
+    """The files `checkpoint_problems` asks for: trainer state at `step`, whole weights, optimizer, scheduler and
+    RNG state."""
     from safetensors.torch import save_file
 
     folder.mkdir()
@@ -127,6 +128,7 @@ def write_complete_checkpoint(folder: Path, step: int) -> None:
     save_file({"weight": torch.zeros(2)}, str(folder / "model.safetensors"))
     torch.save({}, folder / "optimizer.pt")
     torch.save({}, folder / "scheduler.pt")
+    torch.save({}, folder / "rng_state.pth")
 
 
 def test_resume_checkpoint_resolution(tmp_path):

@@ -68,8 +68,11 @@ def checkpoint_problems(path, require_optimizer: bool = True) -> list[str]:
     """What makes `path` an incomplete `checkpoint-N` folder ([] = complete).
 
     Checked: `trainer_state.json` parses and its `global_step` is N; the weights (`model.safetensors`, or
-    every shard of `model.safetensors.index.json`) are whole; with `require_optimizer`, `optimizer.pt` and
-    `scheduler.pt` exist and are whole zip archives. FSDP / DeepSpeed layouts are checked for the state only.
+    every shard of `model.safetensors.index.json`) are whole; with `require_optimizer`, `optimizer.pt`,
+    `scheduler.pt` and the RNG state (`rng_state.pth`, or `rng_state_<rank>.pth` per process) exist and are
+    whole zip archives: without the RNG state a resume silently draws other data orders, dropout and masks
+    (final weights 1e-3 off an uninterrupted run). FSDP / DeepSpeed layouts are checked for the state only.
+    Which tensors the weights hold is checked against the model by `missing_tensors`.
     """
     path = os.fspath(path)
     if not os.path.isdir(path):
@@ -104,7 +107,11 @@ def checkpoint_problems(path, require_optimizer: bool = True) -> list[str]:
     elif not sharded:
         problems.append("no weights (model.safetensors)")
     if require_optimizer and not sharded:
-        for name in ("optimizer.pt", "scheduler.pt"):
+        rng = sorted(name for name in names if re.fullmatch(r"rng_state(_\d+)?\.pth", name))
+        if not rng:
+            problems.append("rng_state.pth is missing (the resumed run would not continue the interrupted one "
+                            "exactly: other data order, dropout and masks)")
+        for name in ("optimizer.pt", "scheduler.pt", *rng):
             if name not in names:
                 problems.append(f"{name} is missing")
                 continue
@@ -114,6 +121,27 @@ def checkpoint_problems(path, require_optimizer: bool = True) -> list[str]:
             except (OSError, zipfile.BadZipFile) as error:
                 problems.append(f"{name} is truncated or corrupt ({error})")
     return problems
+
+
+def missing_tensors(path, model) -> list[str]:
+    """Names of `model`'s tensors that the checkpoint's weights do not provide, as transformers' own loading
+    reports them (`from_pretrained(..., output_loading_info=True)`: the same key renaming and tied-weight rules
+    as a real load). A checkpoint written for another architecture or a weights file cut down by hand would
+    otherwise be resumed with those tensors silently left as initialised. [] for sharded (FSDP / DeepSpeed)
+    layouts, which accelerate loads and checks itself."""
+    path = os.fspath(path)
+    names = set(os.listdir(path))
+    if "model.safetensors" not in names and "model.safetensors.index.json" not in names:
+        return []
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # the missing keys are reported by the caller
+    try:
+        _, info = type(model).from_pretrained(path, output_loading_info=True)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    return sorted(info.get("missing_keys", []))
 
 
 def list_checkpoints(folder) -> list[str]:
@@ -160,6 +188,7 @@ __all__ = [
     "checkpoint_problems",
     "last_complete_checkpoint",
     "list_checkpoints",
+    "missing_tensors",
     "read_safetensors_header",
     "resolve_checkpoint",
 ]

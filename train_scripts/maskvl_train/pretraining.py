@@ -26,10 +26,12 @@ from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining
 from .arguments import parse_args
 from .checkpoints import resolve_checkpoint
 from .data import load_raw_splits, tag_splits, training_captions
+from .image_necessity import image_use_check
 from .model_card import pretraining_summary, write_model_card
 from .scrub import shareable_arguments
 from .seeded_masking import ExampleSeededMasking, most_frequent_masked_token
 from .trainer import MaskVLPreTrainer
+from .validation import check_arguments
 
 logger = logging.getLogger("pretrain")
 
@@ -85,6 +87,7 @@ def build_model(model_args, config: MaskVLConfig, tokenizer, max_seq_length: int
 def main(argv=None) -> MaskVLPreTrainer:
     # 1. arguments
     model_args, data_args, masking_args, training_args = parse_args(argv=argv)
+    check_arguments(model_args, training_args)  # before any data is read
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.INFO if training_args.should_log else logging.WARNING)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
@@ -168,6 +171,15 @@ def main(argv=None) -> MaskVLPreTrainer:
             print(f"held-out masked-token accuracy {metrics['eval_mlm_accuracy']:.3f} vs frequency baseline "
                   f"{metrics.get('eval_frequency_baseline_accuracy', float('nan')):.3f} (always "
                   f"{tokenizer.convert_ids_to_tokens(baseline_id)!r}); model saved to {output_dir}")
+        if model.config.use_mlm_head and data_args.image_use_check and isinstance(raw["validation"], datasets.Dataset):
+            use = image_use_check(output_dir, raw["validation"], data_args, training_args.per_device_eval_batch_size)
+            for name, row in use.items():
+                metrics[f"eval_image_acc1_{name}"], metrics[f"eval_blank_acc1_{name}"] = row["acc1_with"], row["acc1_blank"]
+                metrics[f"eval_delta_loss_{name}"] = row["delta_loss"]
+            trainer.save_metrics("eval", metrics)
+            print("image use (held-out Acc@1 with the image / with a blank image): " + "; ".join(
+                f"{name} words {row['acc1_with']:.3f} / {row['acc1_blank']:.3f} ({100 * row['gap']:+.1f} points, "
+                f"Δ loss {row['delta_loss']:+.2f} nats)" for name, row in use.items()))
     return trainer
 
 

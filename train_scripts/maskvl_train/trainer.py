@@ -35,6 +35,7 @@
 """
 
 import dataclasses
+import errno
 import logging
 import math
 import os
@@ -44,7 +45,13 @@ import torch
 from transformers import PreTrainedModel, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from .checkpoints import STAGING_DIR, IncompleteCheckpointError, checkpoint_problems, last_complete_checkpoint
+from .checkpoints import (
+    STAGING_DIR,
+    IncompleteCheckpointError,
+    checkpoint_problems,
+    last_complete_checkpoint,
+    missing_tensors,
+)
 from .seeded_masking import EpochCallback, ExampleSeededMasking
 
 logger = logging.getLogger(__name__)
@@ -197,7 +204,12 @@ class GuardedTrainerMixin:
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         if not _internal_call:  # checkpoints are checked once, in _save_checkpoint
             self._check_finite_weights(output_dir or self.args.output_dir)
-        return super().save_model(output_dir, _internal_call=_internal_call)
+        try:
+            return super().save_model(output_dir, _internal_call=_internal_call)
+        except (OSError, RuntimeError) as error:
+            if _internal_call:
+                raise
+            raise _save_error(error, "the model", output_dir or self.args.output_dir) from error
 
     def _get_output_dir(self, trial):
         if self._staging_run_dir is not None:
@@ -223,6 +235,10 @@ class GuardedTrainerMixin:
         self._staging_run_dir = staging_root
         try:
             super()._save_checkpoint(model, trial)
+        except (OSError, RuntimeError) as error:
+            if self.args.should_save:
+                shutil.rmtree(staged, ignore_errors=True)  # a half-written checkpoint is never renamed into place
+            raise _save_error(error, name, run_dir) from error
         finally:
             self._staging_run_dir = None
         self.accelerator.wait_for_everyone()  # every process has written its files (RNG states)
@@ -265,6 +281,13 @@ class GuardedTrainerMixin:
                     f"cannot resume from {os.fspath(resume_from_checkpoint)}: it is incomplete ({'; '.join(problems)}); "
                     f"a crash while it was written? The latest complete checkpoint is {usable or 'none'}."
                 )
+            missing = missing_tensors(resume_from_checkpoint, self.model)
+            if missing:
+                raise IncompleteCheckpointError(
+                    f"cannot resume from {os.fspath(resume_from_checkpoint)}: its weights lack {len(missing)} tensor(s) "
+                    f"of this model ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); they would be "
+                    "left as initialised. Another architecture or preset than the one that wrote it?"
+                )
         if self._loss_hook is not None:
             self._loss_hook.remove()
         self._loss_hook = self.model.register_forward_hook(self._check_training_loss, with_kwargs=True)
@@ -288,6 +311,25 @@ class GuardedTrainerMixin:
                 logger.warning("skipped %d batch(es) with a non-finite loss or gradient, at steps %s",
                                len(self.nonfinite_batches), sorted({step for step, _ in self.nonfinite_batches}))
         return output
+
+
+_DISK_FULL_SIGNS = ("unexpected pos", "file write failed", "No space left")
+
+
+def _save_error(error: Exception, what: str, folder: str) -> Exception:
+    """A clear error for a save that ran out of disk space (torch reports it as a bare "unexpected pos"
+    RuntimeError, safetensors / json as OSError ENOSPC); other errors are returned unchanged."""
+    full = (isinstance(error, OSError) and error.errno == errno.ENOSPC) or any(
+        sign in str(error) for sign in _DISK_FULL_SIGNS)
+    if not full:
+        return error
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return OSError(errno.ENOSPC, f"disk full while saving {what} to {folder} ({free}): nothing half-written was "
+                                 f"kept; free space, lower --save_total_limit or save elsewhere, then resume from the "
+                                 f"latest complete checkpoint ({type(error).__name__}: {str(error)[:200]})")
 
 
 def _fsync_dir(path: str) -> None:

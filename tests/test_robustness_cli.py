@@ -1,0 +1,103 @@
+"""Issue 14, training side: arguments checked before any data is read, resume refusing what it cannot restore, a
+full disk named as such."""
+
+import errno
+import os
+import shutil
+
+import pytest
+import torch
+from maskvl_train import pretraining as pretrain
+from maskvl_train.checkpoints import IncompleteCheckpointError, checkpoint_problems
+from maskvl_train.validation import check_config_overrides
+
+
+def tiny_args(output_dir, *extra, steps=2, save_steps=None):
+    saving = ["--save_strategy", "no"] if save_steps is None else [
+        "--save_strategy", "steps", "--save_steps", str(save_steps), "--save_total_limit", "10"]
+    return [
+        "--output_dir", str(output_dir), "--image_size", "32", "--synthetic_num_examples", "40", "--eval_size", "8",
+        "--baseline_examples", "40", "--max_steps", str(steps), "--per_device_train_batch_size", "8",
+        "--per_device_eval_batch_size", "16", "--logging_steps", "1", "--eval_strategy", "no",
+        "--tokenizer_vocab_size", "200", "--disable_tqdm", "true", "--seed", "0", *saving, *extra,
+    ]  # fmt: skip
+
+
+# ---- arguments ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--learning_rate", "-0.001"], r"--learning_rate -0\.001 must be a positive number"),
+    (["--learning_rate", "nan"], r"--learning_rate nan must be a positive number"),
+    (["--weight_decay", "nan"], r"--weight_decay nan must be a number >= 0"),
+    (["--per_device_train_batch_size", "0"], r"--per_device_train_batch_size 0 must be >= 1"),
+    (["--per_device_eval_batch_size", "0"], r"--per_device_eval_batch_size 0 must be >= 1"),
+    (["--gradient_accumulation_steps", "0"], r"--gradient_accumulation_steps 0 must be >= 1"),
+    (["--dataloader_num_workers", "-1"], r"--dataloader_num_workers -1 must be >= 0"),
+    (["--max_steps", "-1", "--num_train_epochs", "0"], r"--num_train_epochs 0\.0 must be positive"),
+    (["--max_steps", "0"], r"--max_steps 0 trains nothing"),
+    (["--config_overrides", '{"mim_weigth": 0.5}'], r"unknown key 'mim_weigth' in --config_overrides; did you mean "
+                                                    r"'mim_weight'"),
+    (["--config_overrides", '{"text_config": {"num_hiden_layers": 2}}'],
+     r"unknown key 'num_hiden_layers' in --config_overrides text_config; did you mean 'num_hidden_layers'"),
+])
+def test_bad_training_arguments_are_refused_before_any_data_is_read(tmp_path, extra, message):
+    missing = tmp_path / "no-such-folder"  # reading the data would fail with FileNotFoundError
+    with pytest.raises(ValueError, match=message):
+        pretrain.main(tiny_args(tmp_path / "out", "--train_dir", str(missing), *extra))
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")  # nothing written
+
+
+def test_known_config_overrides_pass():
+    check_config_overrides({"mim_weight": 0.5, "vision_config": {"image_size": 32}}, "maskvlm-tiny")
+
+
+# ---- resume ------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("resume") / "run"
+    pretrain.main(tiny_args(out, steps=2, save_steps=1))
+    return out
+
+
+def copy_checkpoint(saved_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(saved_run, out)
+    return out
+
+
+def test_resume_refuses_a_checkpoint_without_its_rng_state(saved_run, tmp_path):
+    out = copy_checkpoint(saved_run, tmp_path)
+    (out / "checkpoint-1" / "rng_state.pth").unlink()
+    assert any("rng_state.pth is missing" in p for p in checkpoint_problems(out / "checkpoint-1"))
+    with pytest.raises(IncompleteCheckpointError, match=r"checkpoint-1: it is incomplete \(rng_state\.pth is missing"):
+        pretrain.main(tiny_args(out, "--resume_from_checkpoint", str(out / "checkpoint-1"), steps=2, save_steps=1))
+
+
+def test_resume_refuses_weights_that_lack_tensors(saved_run, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    out = copy_checkpoint(saved_run, tmp_path)
+    weights = out / "checkpoint-1" / "model.safetensors"
+    tensors = {key: value for key, value in load_file(weights).items() if "vision" not in key}
+    save_file(tensors, weights, metadata={"format": "pt"})
+    assert checkpoint_problems(out / "checkpoint-1") == []  # a whole file: only the model knows what is missing
+    with pytest.raises(IncompleteCheckpointError, match=r"its weights lack \d+ tensor\(s\) of this model \(maskvl\.vision"):
+        pretrain.main(tiny_args(out, "--resume_from_checkpoint", str(out / "checkpoint-1"), steps=2, save_steps=1))
+
+
+# ---- disk full ---------------------------------------------------------------------------------------------------
+def test_disk_full_while_saving_a_checkpoint_is_named(tmp_path, monkeypatch):
+    from transformers import trainer as transformers_trainer
+
+    real_save = torch.save
+
+    def full_disk_save(obj, f, *args, **kwargs):
+        if str(f).endswith("optimizer.pt"):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1216 vs 1152")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(transformers_trainer.torch, "save", full_disk_save)
+    out = tmp_path / "run"
+    with pytest.raises(OSError, match=r"disk full while saving checkpoint-1 to .*MiB free\): nothing half-written") as error:
+        pretrain.main(tiny_args(out, steps=2, save_steps=1))
+    assert error.value.errno == errno.ENOSPC
+    assert not (out / "checkpoint-1").exists() and not (out / ".checkpoint-staging" / "checkpoint-1").exists()
