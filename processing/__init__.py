@@ -5,46 +5,48 @@ Training side: `CaptionTagger` (word classes, in `datasets.map`), the masking po
 and `MaskVLDataCollator`.
 
 Importing this package registers the image processor and processor with `AutoImageProcessor` /
-`AutoProcessor` (for the model type "maskvl") and for remote code (`register_for_auto_class`).
+`AutoProcessor` (for the model type "maskvl") and for remote code (`register_for_auto_class`). Only
+the inference side is imported then; the training side is imported when first used.
 """
 
-from .data_collator import MaskVLDataCollator, load_image
+import importlib
+
 from .errors import MaskVLDataError
-from .image_masking import IMAGE_MASKING_POLICIES, BlockMasking, NoImageMasking, PatchGrid, RandomPatchMasking
 from .image_processing_maskvl import MaskVLImageProcessor
-from .itm_negatives import ImageSwapNegatives
-from .joint_masking import (
-    JOINT_MASKING_POLICIES,
-    IndependentJointMasking,
-    JointPlan,
-    MaskVLMJointMasking,
-    MLIMJointMasking,
-)
 from .processing_maskvl import MaskVLProcessor
-from .text_masking import (
-    TEXT_MASKING_POLICIES,
-    AttributeMasking,
-    ContentWordMasking,
-    ObjectMasking,
-    RandomTokenMasking,
-    RelationshipMasking,
-    StopWordMasking,
-    TextBatch,
-    TopConcreteMasking,
-    WholeWordMasking,
-    WordClassMasking,
-)
-from .tokenization import load_tokenizer, train_wordpiece_tokenizer
-from .word_classes import (
-    ATTRIBUTE,
-    CONTENT,
-    OBJECT,
-    RELATIONSHIP,
-    STOP_OR_PUNCT,
-    UNKNOWN_CONCRETENESS,
-    CaptionTagger,
-    WordClassifier,
-)
+
+# Everything else is imported on first use (module-level __getattr__): an inference user who only wants the
+# processor does not load the collator, the masking policies, the taggers or the tokenizer trainer.
+_LAZY_NAMES = {
+    "data_collator": ("MaskVLDataCollator",),
+    "image_loading": ("load_image",),
+    "image_masking": ("IMAGE_MASKING_POLICIES", "BlockMasking", "NoImageMasking", "PatchGrid", "RandomPatchMasking"),
+    "itm_negatives": ("ImageSwapNegatives",),
+    "joint_masking": ("JOINT_MASKING_POLICIES", "IndependentJointMasking", "JointPlan", "MaskVLMJointMasking",
+                      "MLIMJointMasking"),
+    "text_masking": ("TEXT_MASKING_POLICIES", "AttributeMasking", "ContentWordMasking", "ObjectMasking",
+                     "RandomTokenMasking", "RelationshipMasking", "StopWordMasking", "TextBatch", "TopConcreteMasking",
+                     "WholeWordMasking", "WordClassMasking"),
+    "tokenization": ("load_tokenizer", "train_wordpiece_tokenizer"),
+    "word_classes": ("ATTRIBUTE", "CONTENT", "OBJECT", "RELATIONSHIP", "STOP_OR_PUNCT", "UNKNOWN_CONCRETENESS",
+                     "CaptionTagger", "WordClassifier"),
+}
+_LAZY = {name: module for module, names in _LAZY_NAMES.items() for name in names}
+
+
+def __getattr__(name: str):
+    """Import the module that owns `name` on first access (`from maskvl_processing import CaptionTagger`)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 MODEL_TYPE = "maskvl"
 
