@@ -136,6 +136,11 @@ class DataArguments:
         default=4000, metadata={"help": "Training examples generated when no data source is given."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set."})
+    train_fraction: float = field(
+        default=1.0,
+        metadata={"help": "Pre-train on this fraction of the training pairs, in (0, 1]: a prefix of one permutation "
+                  "drawn with --data_seed (default --seed), so smaller fractions are nested inside larger ones."},
+    )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation set."})
     max_seq_length: int = field(default=40, metadata={"help": "Captions are truncated to this many word-pieces."})
     tagger: str = field(
@@ -153,6 +158,11 @@ class DataArguments:
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "num_proc of datasets.map."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Recompute cached datasets.map results."})
     cache_dir: str | None = field(default=None, metadata={"help": "datasets cache folder."})
+    image_use_check: bool = field(
+        default=True,
+        metadata={"help": "After training, score masked attribute / object words of the held-out pairs with the "
+                  "image and with a blank image, and print both (the model's use of the image)."},
+    )
     baseline_examples: int = field(
         default=2000,
         metadata={"help": "Training examples whose masks define the most frequent masked token (frequency baseline)."},
@@ -170,6 +180,10 @@ class DataArguments:
             raise ValueError(f"--max_seq_length must leave room for [CLS] word [SEP], got {self.max_seq_length}")
         if self.streaming and self.train_dir:
             raise ValueError("--streaming is supported for --dataset_name and --webdataset, not --train_dir")
+        if not (0 < self.train_fraction <= 1):  # also refuses NaN
+            raise ValueError(f"--train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.train_fraction < 1 and self.streaming:
+            raise ValueError("--train_fraction needs a map-style data set (not --streaming); use --max_train_samples")
 
     @property
     def source_description(self) -> str:

@@ -29,6 +29,7 @@ from maskvl_processing.pretraining_data import (
 from maskvl_processing.word_classes import caption_problem
 
 from .arguments import DataArguments
+from .statistics import nested_subset_indices
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +214,12 @@ def load_raw_splits(data_args, image_size: int, seed: int) -> dict:
         if limit is not None:
             ds = splits[name]
             splits[name] = ds.take(limit) if isinstance(ds, datasets.IterableDataset) else ds.select(range(min(limit, len(ds))))
+    if data_args.train_fraction < 1:  # nested subsets: a prefix of one permutation drawn with the data seed
+        fraction = data_args.train_fraction
+        indices = nested_subset_indices(len(splits["train"]), [fraction], seed=seed)[fraction]
+        logger.info("Pre-training on %d of %d training pairs (--train_fraction %g, data seed %d)",
+                    len(indices), len(splits["train"]), fraction, seed)
+        splits["train"] = splits["train"].select(indices)
     return splits
 
 

@@ -61,6 +61,7 @@ from .metrics import (
     prompt_precision_at_k,
     summarise_masked_tokens,
 )
+from .statistics import paired_bootstrap_interval
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,8 @@ def score_masks(model, features: list, pixel_values: torch.Tensor, mismatch: tor
     """
     collator.reset_generator()
     sums = dict.fromkeys(("with_image",) + VARIANTS)
+    token_loss = {variant: [] for variant in ("with_image",) + VARIANTS}  # per masked token, for the intervals
+    token_hit = {variant: [] for variant in ("with_image",) + VARIANTS}
     scored = 0
     for start in range(0, len(features), batch_size):
         rows = torch.arange(start, min(start + batch_size, len(features)))
@@ -198,11 +201,19 @@ def score_masks(model, features: list, pixel_values: torch.Tensor, mismatch: tor
         for variant, pixels in images.items():
             logits = model(**text, pixel_values=pixels).logits  # (B, T, V)
             sums[variant] = add_sums(sums[variant], masked_token_sums(logits, labels))
+            scored_logits, targets = logits[labels != IGNORE_INDEX].float(), labels[labels != IGNORE_INDEX]  # (M, V)
+            token_loss[variant].append(torch.nn.functional.cross_entropy(scored_logits, targets, reduction="none"))
+            token_hit[variant].append((scored_logits.argmax(-1) == targets).float())
     empty = {"count": 0, "loss_sum": 0.0, "correct@1": 0, "correct@5": 0}
     summaries = {variant: summarise_masked_tokens(total or empty) for variant, total in sums.items()}
     out = {"num_captions_scored": scored, "num_tokens": summaries["with_image"]["num_tokens"]}
     for variant in VARIANTS:
         out[f"delta_{variant}"] = image_necessity_deltas(summaries["with_image"], summaries[variant])
+        if token_loss["with_image"]:  # paired bootstrap over masked tokens: Δ = without − with, per token
+            loss_delta = torch.cat(token_loss[variant]) - torch.cat(token_loss["with_image"])
+            hit_delta = torch.cat(token_hit[variant]) - torch.cat(token_hit["with_image"])
+            out[f"delta_{variant}"]["loss_ci95"] = paired_bootstrap_interval(loss_delta.numpy(), seed=0)["ci95"]
+            out[f"delta_{variant}"]["acc@1_ci95"] = paired_bootstrap_interval(hit_delta.numpy(), seed=0)["ci95"]
     for variant, summary in summaries.items():
         out[variant] = {key: value for key, value in summary.items() if key != "num_tokens"}
     return out
@@ -278,6 +289,31 @@ def evaluate_checkpoint(checkpoint: str, name: str, dataset, args: ImageNecessit
         logger.warning("the evaluation data have no `objects` column: prompt-based object detection skipped")
     result["model_index"] = checkpoint_model_index(result, eval_data)
     return result
+
+
+IMAGE_USE_MASKS = {"attribute": "attributes", "object": "objects"}
+
+
+def image_use_check(checkpoint: str, dataset, data_args: DataArguments, batch_size: int = 64) -> dict:
+    """Does the model read attributes and objects off the image? Held-out Acc@1 on masked attribute / object
+    words with the image and with a blank image (same masks), and Δ loss with its bootstrap interval.
+
+    Returns {"attribute": {"acc1_with", "acc1_blank", "gap", "delta_loss", "delta_loss_ci95", "num_tokens"},
+    "object": {...}}; classes with no masked token are left out."""
+    args = ImageNecessityArguments(checkpoint=[checkpoint], eval_masks=list(IMAGE_USE_MASKS.values()), prompts=[],
+                                   batch_size=batch_size)
+    result = evaluate_checkpoint(checkpoint, "final", dataset, args, data_args,
+                                 {"source": "held-out", "split": "validation"})
+    out = {}
+    for name, mask in IMAGE_USE_MASKS.items():
+        row = result["masks"][mask]
+        if not row["num_tokens"]:
+            continue
+        out[name] = {"acc1_with": row["with_image"]["acc@1"], "acc1_blank": row["blank"]["acc@1"],
+                     "gap": row["with_image"]["acc@1"] - row["blank"]["acc@1"],
+                     "delta_loss": row["delta_blank"]["loss"], "delta_loss_ci95": row["delta_blank"].get("loss_ci95"),
+                     "num_tokens": row["num_tokens"]}
+    return out
 
 
 def accuracy_matrix(results: list[dict], masks: list[str], metric: str) -> dict:

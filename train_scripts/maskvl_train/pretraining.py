@@ -26,6 +26,7 @@ from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining
 from .arguments import parse_args
 from .checkpoints import resolve_checkpoint
 from .data import load_raw_splits, tag_splits, training_captions
+from .image_necessity import image_use_check
 from .model_card import pretraining_summary, write_model_card
 from .scrub import shareable_arguments
 from .seeded_masking import ExampleSeededMasking, most_frequent_masked_token
@@ -170,6 +171,15 @@ def main(argv=None) -> MaskVLPreTrainer:
             print(f"held-out masked-token accuracy {metrics['eval_mlm_accuracy']:.3f} vs frequency baseline "
                   f"{metrics.get('eval_frequency_baseline_accuracy', float('nan')):.3f} (always "
                   f"{tokenizer.convert_ids_to_tokens(baseline_id)!r}); model saved to {output_dir}")
+        if model.config.use_mlm_head and data_args.image_use_check and isinstance(raw["validation"], datasets.Dataset):
+            use = image_use_check(output_dir, raw["validation"], data_args, training_args.per_device_eval_batch_size)
+            for name, row in use.items():
+                metrics[f"eval_image_acc1_{name}"], metrics[f"eval_blank_acc1_{name}"] = row["acc1_with"], row["acc1_blank"]
+                metrics[f"eval_delta_loss_{name}"] = row["delta_loss"]
+            trainer.save_metrics("eval", metrics)
+            print("image use (held-out Acc@1 with the image / with a blank image): " + "; ".join(
+                f"{name} words {row['acc1_with']:.3f} / {row['acc1_blank']:.3f} ({100 * row['gap']:+.1f} points, "
+                f"Δ loss {row['delta_loss']:+.2f} nats)" for name, row in use.items()))
     return trainer
 
 

@@ -1,13 +1,24 @@
-"""Compare masking strategies end to end: pre-train each, measure image necessity, fine-tune on easy-VQA.
+"""Compare masking strategies on the papers' axis: the amount of PRE-TRAINING data, over seeds.
 
-Every strategy is pre-trained by `pretraining` (a subprocess) with identical flags — model, data,
-steps, batch size, seed — except its masking flags (`STRATEGIES`). Then, in this process:
-`image_necessity` on all checkpoints at once (same held-out pairs and masks), and
-`vqa_finetuning` for each checkpoint at every training fraction and seed. Finally a Markdown report
-with tables and figures, and a JSON of every number.
+For every strategy, pre-training fraction and seed, `pretraining` (a subprocess) pre-trains a model with
+identical flags -- model, steps, batch size, learning rate, data pool, tokenizer -- except the strategy's masking
+flags (`STRATEGIES`), the fraction (`--train_fraction`: nested subsets of ONE pool of pairs drawn with the fixed
+`--data_seed`, so the 10% subset is inside the 25% one) and the seed (model initialisation, data order, masks).
+Every run takes the same number of optimizer steps: compute is held fixed and only the amount of distinct
+pre-training data changes (Bitton et al.'s and MaskVLM's limited-data regimes; a smaller fraction is seen for
+more epochs). Then each checkpoint is scored by
 
-Strategies (all on the same architecture, `--preset`, default `maskvlm-tiny`; ITM negatives as the
-preset sets them; "image none" means the pixel head gets no masked patch):
+* image necessity (`image_necessity`): Δ = loss without the image (blank) − with it, per evaluation mask, with a
+  paired bootstrap 95% interval over the masked tokens;
+* easy-VQA fine-tuning on the whole fine-tuning pool (`vqa_finetuning`, one fine-tuning run per pre-training
+  seed): accuracy overall and per question type;
+* image–text retrieval (`retrieval`, ITC + ITM re-ranking) R@1 / R@5 on held-out pairs.
+
+All strategies share one tokenizer trained on the pre-training captions AND the easy-VQA questions, so that
+fine-tuning does not meet [UNK] words and the vocabularies are identical. Tables give the mean over seeds with a
+Student-t 95% interval; a claim "holds" only when its interval excludes zero in the stated direction.
+
+Strategies (`STRATEGIES`; "image none" means the pixel head gets no masked patch):
 
 | name | masking flags |
 |---|---|
@@ -19,13 +30,12 @@ preset sets them; "image none" means the pixel head gets no masked patch):
 | `maskvlm` | MaskVLM joint: text (random 30%) OR image (60% in blocks) per pair |
 | `mlim` | MLIM modality-aware: heavy image / heavy text / light both per pair, random patches |
 
-Launch commands and output files: `train_scripts/compare_strategies.py`
-(console script `maskvl-compare-strategies`).
+Launch commands and output files: `train_scripts/compare_strategies.py` (console script
+`maskvl-compare-strategies`).
 """
 
 import json
 import logging
-import math
 import os
 import platform
 import shlex
@@ -36,9 +46,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from . import image_necessity, vqa_finetuning
+from . import image_necessity, retrieval, vqa_finetuning
 from .arguments import parse_args
 from .metrics import json_safe
+from .statistics import holds, seed_summary
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +64,16 @@ STRATEGIES = {
     "mlim": ["--text_masking", "random", "--joint_masking", "mlim", "--image_masking", "random"],
 }
 BASELINE = "random15"
+NECESSITY_MASKS = ("random", "stop_words", "objects", "attributes")
+# --quick: the same pipeline on a budget of about 5 minutes (2 strategies x 2 fractions x 2 seeds, short runs)
+QUICK = dict(strategies=["random15", "objects"], pretrain_fractions=[0.25, 1.0], seeds=[0, 1],
+             pretrain_max_steps=150, necessity_eval_size=150, vqa_max_train_samples=600, vqa_max_test_samples=300,
+             vqa_epochs=1.0, retrieval_eval_size=100)
 
 
 @dataclass
 class CompareArguments:
-    """Strategies, the shared pre-training budget, and the evaluation settings."""
+    """Strategies, pre-training fractions and seeds, the shared pre-training budget, the evaluations."""
 
     output_dir: str = field(default="outputs/compare_strategies")
     report_path: str | None = field(
@@ -65,288 +81,319 @@ class CompareArguments:
     )
     figures_dir: str | None = field(default=None, metadata={"help": "Figures (default next to the report, figures/)."})
     strategies: list[str] = field(
-        default_factory=lambda: list(STRATEGIES), metadata={"help": f"Subset of {list(STRATEGIES)}."}
+        default_factory=lambda: ["random15", "content_words", "objects"],
+        metadata={"help": f"Subset of {list(STRATEGIES)} (the first comparisons are against {BASELINE})."},
     )
-    preset: str = field(default="maskvlm-tiny")
-    image_size: int = field(default=32)
-    pretrain_max_steps: int = field(default=300)
+    pretrain_fractions: list[float] = field(
+        default_factory=lambda: [0.1, 0.25, 0.5, 1.0],
+        metadata={"help": "Fractions of the pre-training pairs (nested subsets of one pool)."},
+    )
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Pre-training seeds."})
+    data_seed: int = field(default=42, metadata={"help": "Seed of the pool of pairs, the subsets and the eval data."})
+    quick: bool = field(default=False, metadata={"help": f"A ~5-minute version: {QUICK}."})
+    preset: str | None = field(default=None, metadata={"help": "Model preset (None = pretrain.py's default)."})
+    pretrain_max_steps: int = field(default=600, metadata={"help": "Optimizer steps of EVERY pre-training run."})
     pretrain_batch_size: int = field(default=32)
-    pretrain_learning_rate: float = field(default=2e-3)
-    synthetic_num_examples: int = field(default=4000, metadata={"help": "Pre-training pairs (synthetic data)."})
+    pretrain_learning_rate: float | None = field(default=None, metadata={"help": "None = pretrain.py's default."})
+    synthetic_num_examples: int = field(default=4000, metadata={"help": "The pool of pre-training pairs (100%)."})
     tokenizer_vocab_size: int = field(default=1000)
-    seed: int = field(default=42, metadata={"help": "Pre-training seed (data, init, masks), the same for all."})
-    extra_pretrain_args: str = field(default="", metadata={"help": "More pretrain.py flags for every strategy."})
-    reuse_pretraining: bool = field(default=True, metadata={"help": "Skip strategies whose checkpoint already exists."})
-    necessity_eval_size: int = field(default=500)
-    vqa_train_fraction: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.5, 1.0])
-    vqa_seeds: list[int] = field(default_factory=lambda: [0, 1])
-    vqa_max_train_samples: int = field(default=1500, metadata={"help": "easy-VQA training pool (before fractions)."})
+    extra_pretrain_args: str = field(default="", metadata={"help": "More pretrain.py flags for every run."})
+    reuse_pretraining: bool = field(default=True, metadata={"help": "Skip runs whose checkpoint already exists."})
+    necessity_eval_size: int = field(default=300)
+    vqa_max_train_samples: int = field(default=2000, metadata={"help": "easy-VQA fine-tuning pool (all of it used)."})
     vqa_max_test_samples: int = field(default=600)
     vqa_epochs: float = field(default=2.0)
     vqa_learning_rate: float = field(default=1e-3)
+    retrieval_eval_size: int = field(default=200, metadata={"help": "Held-out pairs for retrieval (0 = skip)."})
     torch_threads: int | None = field(
         default=1, metadata={"help": "Intra-op threads (1: fastest for tiny models on a busy 2-core CPU)."}
     )
 
     def __post_init__(self):
+        if self.quick:
+            for key, value in QUICK.items():
+                setattr(self, key, value)
         unknown = [s for s in self.strategies if s not in STRATEGIES]
         if unknown:
             raise ValueError(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
         if not self.strategies:
             raise ValueError("--strategies needs at least one strategy")
+        bad = [f for f in self.pretrain_fractions if not (0 < f <= 1)]
+        if bad or not self.pretrain_fractions:
+            raise ValueError(f"--pretrain_fractions must be in (0, 1], got {bad or self.pretrain_fractions}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"--seeds must be distinct, got {self.seeds}")
+        self.pretrain_fractions = sorted(set(self.pretrain_fractions))
         self.report_path = self.report_path or os.path.join(self.output_dir, "strategy_comparison.md")
         self.figures_dir = self.figures_dir or os.path.join(os.path.dirname(self.report_path) or ".", "figures")
 
 
-def pretrain_command(args: CompareArguments, strategy: str) -> list[str]:
-    """The pre-training command line (`python -m maskvl_train.pretraining`, i.e. `train_scripts/pretrain.py`):
-    the shared flags, then the strategy's masking flags."""
+def run_name(strategy: str, fraction: float, seed: int) -> str:
+    return f"{strategy}/frac{fraction:g}/seed{seed}"
+
+
+def pretrain_command(args: CompareArguments, strategy: str, fraction: float, seed: int, tokenizer: str) -> list[str]:
+    """`python -m maskvl_train.pretraining` (i.e. `train_scripts/pretrain.py`) with the shared flags, the run's
+    fraction and seed, then the strategy's masking flags (always last)."""
     shared = [
-        "--output_dir", os.path.join(args.output_dir, strategy), "--preset", args.preset,
-        "--image_size", str(args.image_size), "--max_steps", str(args.pretrain_max_steps),
-        "--per_device_train_batch_size", str(args.pretrain_batch_size),
-        "--learning_rate", str(args.pretrain_learning_rate),
-        "--synthetic_num_examples", str(args.synthetic_num_examples),
-        "--tokenizer_vocab_size", str(args.tokenizer_vocab_size), "--seed", str(args.seed),
+        "--output_dir", os.path.join(args.output_dir, run_name(strategy, fraction, seed)),
+        "--max_steps", str(args.pretrain_max_steps), "--per_device_train_batch_size", str(args.pretrain_batch_size),
+        "--synthetic_num_examples", str(args.synthetic_num_examples), "--tokenizer", tokenizer,
+        "--data_seed", str(args.data_seed), "--train_fraction", f"{fraction:g}", "--seed", str(seed),
         "--eval_steps", str(args.pretrain_max_steps), "--save_steps", str(args.pretrain_max_steps),
         "--save_total_limit", "1", "--disable_tqdm", "true",
     ]
+    if args.preset is not None:
+        shared += ["--preset", args.preset]
+    if args.pretrain_learning_rate is not None:
+        shared += ["--learning_rate", str(args.pretrain_learning_rate)]
     return [sys.executable, "-m", "maskvl_train.pretraining", *shared, *shlex.split(args.extra_pretrain_args),
             *STRATEGIES[strategy]]
 
 
-def run_pretraining(args: CompareArguments, strategy: str) -> dict:
-    """Pre-train one strategy (subprocess, log in OUTPUT_DIR/<strategy>.log); returns time and final metrics."""
-    folder = os.path.join(args.output_dir, strategy)
+def shared_tokenizer(args: CompareArguments) -> str:
+    """One WordPiece tokenizer for every run, trained on the pool's captions and the easy-VQA questions."""
+    from maskvl_processing import train_wordpiece_tokenizer
+    from maskvl_processing.pretraining_data import load_image_text_dataset
+
+    from .vqa_data import load_easy_vqa
+
+    folder = os.path.join(args.output_dir, "tokenizer")
+    if os.path.isfile(os.path.join(folder, "tokenizer_config.json")):
+        return folder
+    captions = load_image_text_dataset(split="train", synthetic_num_examples=args.synthetic_num_examples,
+                                       seed=args.data_seed)["caption"]
+    questions = load_easy_vqa("train")["question"]
+    tokenizer = train_wordpiece_tokenizer(list(captions) + list(questions), vocab_size=args.tokenizer_vocab_size)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def run_pretraining(args: CompareArguments, strategy: str, fraction: float, seed: int, tokenizer: str) -> dict:
+    """Pre-train one run (subprocess; log next to its folder); returns time and final held-out metrics."""
+    folder = os.path.join(args.output_dir, run_name(strategy, fraction, seed))
     done = os.path.join(folder, "eval_results.json")
+    seconds_file = os.path.join(folder, "pretraining_seconds.json")
     seconds = None
     if not (args.reuse_pretraining and os.path.isfile(done)):
-        command = pretrain_command(args, strategy)
         env = dict(os.environ)
         if args.torch_threads:
             env["OMP_NUM_THREADS"] = str(args.torch_threads)
+        os.makedirs(folder, exist_ok=True)
+        log_path = folder + ".log"
         start = time.perf_counter()
-        os.makedirs(args.output_dir, exist_ok=True)
-        with open(os.path.join(args.output_dir, f"{strategy}.log"), "w") as log:
-            process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        with open(log_path, "w") as log:
+            process = subprocess.run(pretrain_command(args, strategy, fraction, seed, tokenizer), stdout=log,
+                                     stderr=subprocess.STDOUT, env=env)
         seconds = time.perf_counter() - start
         if process.returncode != 0:
-            raise RuntimeError(f"pre-training {strategy!r} failed (exit {process.returncode}); see "
-                               f"{os.path.join(args.output_dir, strategy + '.log')}")
-        with open(os.path.join(folder, "pretraining_seconds.json"), "w") as handle:
+            raise RuntimeError(f"pre-training {run_name(strategy, fraction, seed)} failed (exit "
+                               f"{process.returncode}); see {log_path}")
+        with open(seconds_file, "w") as handle:
             json.dump({"seconds": seconds}, handle)
-    elif os.path.isfile(os.path.join(folder, "pretraining_seconds.json")):
-        with open(os.path.join(folder, "pretraining_seconds.json")) as handle:
+    elif os.path.isfile(seconds_file):
+        with open(seconds_file) as handle:
             seconds = json.load(handle)["seconds"]
     with open(done) as handle:
         metrics = json.load(handle)
-    return {"seconds": seconds, "eval_mlm_accuracy": metrics.get("eval_mlm_accuracy"),
-            "eval_loss": metrics.get("eval_loss")}
+    return {"seconds": seconds, **{k: metrics.get(k) for k in (
+        "eval_mlm_accuracy", "eval_loss", "eval_itm_accuracy", "eval_image_acc1_attribute",
+        "eval_blank_acc1_attribute", "eval_image_acc1_object", "eval_blank_acc1_object")}}
 
 
-def _delta(report: dict, strategy: str, mask: str) -> float:
-    entry = next(c for c in report["checkpoints"] if c["name"] == strategy)
-    value = entry["masks"][mask]["delta_blank"]["loss"]
-    return float("nan") if value is None else value
+def evaluate_downstream(args: CompareArguments, name: str, checkpoint: str, seed: int) -> dict:
+    """easy-VQA (whole fine-tuning pool, fine-tuning seed = pre-training seed) and retrieval of one checkpoint."""
+    out_dir = os.path.join(args.output_dir, "downstream", name)
+    vqa = vqa_finetuning.main([
+        "--checkpoint", checkpoint, "--output_dir", os.path.join(out_dir, "vqa"), "--train_fraction", "1.0",
+        "--seeds", str(seed), "--max_train_samples", str(args.vqa_max_train_samples),
+        "--max_test_samples", str(args.vqa_max_test_samples), "--num_train_epochs", str(args.vqa_epochs),
+        "--learning_rate", str(args.vqa_learning_rate), "--disable_tqdm", "true",
+    ])
+    row = vqa["summary"]["1.0"]
+    result = {"vqa_accuracy": row["accuracy"]["mean"],
+              "vqa_by_type": {t: v["mean"] for t, v in row["accuracy_by_type"].items()},
+              "vqa_oov_token_rate": vqa["oov"]["token_rate"]}
+    if args.retrieval_eval_size:
+        ranking = retrieval.main(["--checkpoint", checkpoint, "--output_dir", os.path.join(out_dir, "retrieval"),
+                                  "--data_seed", str(args.data_seed), "--eval_size", str(args.retrieval_eval_size)])
+        best = ranking["itm_rerank"] or ranking["itc"]
+        for k in (1, 5):  # mean of the two directions
+            result[f"R@{k}"] = (best["image_to_text"][f"R@{k}"] + best["text_to_image"][f"R@{k}"]) / 2
+    return result
 
 
-def findings(necessity: dict, vqa: dict, strategies: list[str], low_fraction: str) -> list[dict]:
-    """The papers' qualitative claims, checked on these numbers (per strategy; `holds` = for all of them)."""
-    out = []
-    masks = list(necessity["checkpoints"][0]["masks"])
-    for mask in ("content_words", "objects"):
-        if mask in masks and "random" in masks:
-            pairs = {s: (_delta(necessity, s, mask), _delta(necessity, s, "random")) for s in strategies}
-            out.append({
-                "claim": f"Δ loss without the image is larger for the {mask} mask than for the random 15% mask",
-                "holds": all(a > b for a, b in pairs.values()),
-                "evidence": "; ".join(f"{s}: {a:+.3f} vs {b:+.3f}" for s, (a, b) in pairs.items()),
-            })
-    if "stop_words" in masks:
-        smallest = {s: min(masks, key=lambda m: _delta(necessity, s, m) if not math.isnan(_delta(necessity, s, m))
-                           else math.inf) for s in strategies}
-        out.append({
-            "claim": "Δ loss without the image is smallest for the stop-words mask",
-            "holds": all(m == "stop_words" for m in smallest.values()),
-            "evidence": "; ".join(f"{s}: smallest for {m} ({_delta(necessity, s, m):+.3f}; stop_words "
-                                  f"{_delta(necessity, s, 'stop_words'):+.3f})" for s, m in smallest.items()),
-        })
-    if BASELINE in vqa and low_fraction in vqa[BASELINE]["summary"]:
-        base = vqa[BASELINE]["summary"][low_fraction]["accuracy"]
-        others = {s: vqa[s]["summary"][low_fraction]["accuracy"] for s in strategies if s != BASELINE and s in vqa}
-        ahead = [s for s, v in others.items() if v["mean"] > base["mean"]]
-        out.append({
-            "claim": f"alternative policies are ahead of the {BASELINE} baseline on easy-VQA at the lowest data "
-                     f"fraction ({low_fraction})",
-            "holds": bool(others) and len(ahead) > len(others) / 2,
-            "evidence": f"{BASELINE} {100 * base['mean']:.1f} ± {100 * base['std']:.1f}; " + "; ".join(
-                f"{s} {100 * v['mean']:.1f} ± {100 * v['std']:.1f}" for s, v in others.items())
-                + f" ({len(ahead)} of {len(others)} ahead)",
-        })
+def necessity_by_run(report: dict) -> dict:
+    """{run name: {mask: {"delta_loss", "delta_loss_ci95", "acc1_with", "acc1_blank", "delta_acc1_ci95"}}}."""
+    out = {}
+    for entry in report["checkpoints"]:
+        out[entry["name"]] = {mask: {
+            "delta_loss": row["delta_blank"]["loss"], "delta_loss_ci95": row["delta_blank"].get("loss_ci95"),
+            "acc1_with": row["with_image"]["acc@1"], "acc1_blank": row["blank"]["acc@1"],
+            "delta_acc1_ci95": row["delta_blank"].get("acc@1_ci95"),
+        } for mask, row in entry["masks"].items()}
     return out
 
 
-def plot_figures(necessity: dict, vqa: dict, strategies: list[str], figures_dir: str) -> dict:
-    """Δ loss bars, accuracy-matrix heat map, VQA accuracy against fraction; returns {name: path}."""
+def metric_of(run: dict, metric: str):
+    """One number of a run's record: "vqa_accuracy", "R@5", "vqa/<type>", "delta_loss/<mask>"."""
+    if metric.startswith("vqa/"):
+        return run["downstream"]["vqa_by_type"].get(metric[4:])
+    if metric.startswith("delta_loss/"):
+        return run["necessity"][metric.split("/", 1)[1]]["delta_loss"]
+    if metric.startswith("acc1_gap/"):  # with-image minus blank-image Acc@1
+        row = run["necessity"][metric.split("/", 1)[1]]
+        return row["acc1_with"] - row["acc1_blank"]
+    return run["downstream"].get(metric)
+
+
+def summarise(runs: dict, args: CompareArguments, metrics: list[str]) -> dict:
+    """{strategy: {fraction: {metric: seed_summary}}} from runs[strategy][fraction][seed]."""
+    return {s: {f"{f:g}": {m: seed_summary([metric_of(runs[s][f][seed], m) for seed in args.seeds])
+                           for m in metrics} for f in args.pretrain_fractions} for s in args.strategies}
+
+
+def paired_difference(runs: dict, args: CompareArguments, strategy: str, fraction: float, metric: str) -> dict:
+    """Seed-paired `strategy − baseline` of a metric at one fraction, summarised over seeds."""
+    return seed_summary([metric_of(runs[strategy][fraction][seed], metric)
+                         - metric_of(runs[BASELINE][fraction][seed], metric) for seed in args.seeds])
+
+
+def _fmt_interval(summary: dict, scale: float = 1.0, signed: bool = False) -> str:
+    if summary["mean"] is None:
+        return "–"
+    sign = "+" if signed else ""
+    text = f"{scale * summary['mean']:{sign}.1f}" if scale != 1 else f"{summary['mean']:{sign}.3f}"
+    if summary["ci95"] is not None:
+        low, high = (scale * v for v in summary["ci95"])
+        text += f" [{low:.1f}, {high:.1f}]" if scale != 1 else f" [{low:.3f}, {high:.3f}]"
+    return text
+
+
+def findings(runs: dict, args: CompareArguments) -> list[dict]:
+    """The papers' claims, each judged by a 95% interval (over seeds, or over masked tokens per run)."""
+    out = []
+    full, low = max(args.pretrain_fractions), min(args.pretrain_fractions)
+    for strategy in args.strategies:  # does the model use the image at all?
+        for mask in ("objects", "attributes"):
+            if mask not in runs[strategy][full][args.seeds[0]]["necessity"]:
+                continue
+            per_seed = [runs[strategy][full][s]["necessity"][mask] for s in args.seeds]
+            every = all(holds(r["delta_loss_ci95"], "positive") for r in per_seed)
+            out.append({
+                "claim": f"{strategy} at {full:g} of the data needs the image for {mask} words (Δ loss > 0)",
+                "holds": every,
+                "evidence": "per seed Δ loss [bootstrap 95% over tokens]: " + "; ".join(
+                    f"{r['delta_loss']:+.3f} [{r['delta_loss_ci95'][0]:+.3f}, {r['delta_loss_ci95'][1]:+.3f}]"
+                    if r["delta_loss_ci95"] else f"{r['delta_loss']:+.3f}" for r in per_seed),
+            })
+    if BASELINE not in args.strategies or len(args.seeds) < 2:
+        return out
+    others = [s for s in args.strategies if s != BASELINE]
+    for metric, label in (("vqa_accuracy", "easy-VQA accuracy"), ("R@5", "retrieval R@5"),
+                          ("delta_loss/objects", "image necessity of object words (Δ loss)")):
+        if metric_of(runs[BASELINE][low][args.seeds[0]], metric) is None:
+            continue
+        for strategy in others:
+            diff_low = paired_difference(runs, args, strategy, low, metric)
+            out.append({
+                "claim": f"{strategy} beats {BASELINE} on {label} after pre-training on {low:g} of the data",
+                "holds": holds(diff_low["ci95"], "positive"),
+                "evidence": f"paired difference over seeds {_fmt_interval(diff_low, signed=True)} (mean [95% t]); "
+                            f"{strategy} {_fmt_interval(seed_summary([metric_of(runs[strategy][low][s], metric) for s in args.seeds]))}"
+                            f", {BASELINE} {_fmt_interval(seed_summary([metric_of(runs[BASELINE][low][s], metric) for s in args.seeds]))}",
+            })
+            if low != full:  # the data-efficiency claim: the gain is larger with less pre-training data
+                gap = seed_summary([
+                    (metric_of(runs[strategy][low][s], metric) - metric_of(runs[BASELINE][low][s], metric))
+                    - (metric_of(runs[strategy][full][s], metric) - metric_of(runs[BASELINE][full][s], metric))
+                    for s in args.seeds])
+                out.append({
+                    "claim": f"{strategy}'s gain over {BASELINE} on {label} is larger at {low:g} than at {full:g} "
+                             "of the pre-training data",
+                    "holds": holds(gap["ci95"], "positive"),
+                    "evidence": f"(gain at {low:g}) − (gain at {full:g}) over seeds: {_fmt_interval(gap, signed=True)}",
+                })
+    return out
+
+
+def plot_fractions(summary: dict, args: CompareArguments, figures_dir: str) -> str:
+    """easy-VQA accuracy, retrieval R@5 and object-word image necessity against the pre-training fraction."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    os.makedirs(figures_dir, exist_ok=True)
-    paths = {}
-    masks = list(necessity["checkpoints"][0]["masks"])
-    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(masks)), 4))
-    width = 0.8 / len(strategies)
-    for j, strategy in enumerate(strategies):
-        values = [_delta(necessity, strategy, m) for m in masks]
-        ax.bar([i + j * width for i in range(len(masks))], [0 if math.isnan(v) else v for v in values], width=width,
-               label=strategy)
-    ax.set_xticks([i + width * (len(strategies) - 1) / 2 for i in range(len(masks))])
-    ax.set_xticklabels(masks, rotation=30, ha="right")
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_ylabel("Δ loss, blank image (nats)")
-    ax.set_title("Image necessity by evaluation mask and pre-training strategy")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    paths["delta_loss"] = os.path.join(figures_dir, "strategy_delta_loss.png")
-    fig.savefig(paths["delta_loss"], dpi=120)
-    plt.close(fig)
-
-    matrix = necessity["accuracy_matrix"]
-    values = [[math.nan if v is None else 100 * v for v in row] for row in matrix["values"]]
-    fig, ax = plt.subplots(figsize=(1.2 * len(matrix["columns"]) + 3, 0.45 * len(matrix["rows"]) + 1.5))
-    image = ax.imshow(values, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(matrix["columns"])), matrix["columns"], rotation=30, ha="right")
-    ax.set_yticks(range(len(matrix["rows"])), matrix["rows"])
-    for i, row in enumerate(values):
-        for j, value in enumerate(row):
-            ax.text(j, i, "–" if math.isnan(value) else f"{value:.0f}", ha="center", va="center", color="white",
-                    fontsize=8)
-    fig.colorbar(image, ax=ax, label=f"{matrix['metric']} with image (%)")
-    ax.set_title("Accuracy by masked class (rows) and pre-training strategy (columns)")
-    fig.tight_layout()
-    paths["accuracy_matrix"] = os.path.join(figures_dir, "strategy_accuracy_matrix.png")
-    fig.savefig(paths["accuracy_matrix"], dpi=120)
-    plt.close(fig)
-
-    if vqa:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for strategy in strategies:
-            summary = vqa[strategy]["summary"]
-            fractions = sorted(summary, key=float)
-            ax.errorbar([float(f) for f in fractions], [100 * summary[f]["accuracy"]["mean"] for f in fractions],
-                        yerr=[100 * summary[f]["accuracy"]["std"] for f in fractions], marker="o", capsize=3,
-                        label=strategy)
+    panels = [("vqa_accuracy", "easy-VQA accuracy (%)", 100), ("R@5", "retrieval R@5 (%)", 100),
+              ("delta_loss/objects", "Δ loss, object words (nats)", 1)]
+    first = summary[args.strategies[0]][f"{args.pretrain_fractions[0]:g}"]
+    panels = [p for p in panels if first[p[0]]["mean"] is not None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
+    for ax, (metric, label, scale) in zip(axes[0], panels):
+        for strategy in args.strategies:
+            rows = [summary[strategy][f"{f:g}"][metric] for f in args.pretrain_fractions]
+            means = [scale * r["mean"] for r in rows]
+            errors = [0 if r["ci95"] is None else scale * (r["ci95"][1] - r["mean"]) for r in rows]
+            ax.errorbar(args.pretrain_fractions, means, yerr=errors, marker="o", capsize=3, label=strategy)
         ax.set_xscale("log")
-        ax.set_xlabel("fraction of easy-VQA training questions")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title("easy-VQA test accuracy (mean ± std over seeds)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths["vqa"] = os.path.join(figures_dir, "strategy_vqa_fractions.png")
-        fig.savefig(paths["vqa"], dpi=120)
-        plt.close(fig)
-    return paths
+        ax.set_xticks(args.pretrain_fractions, [f"{f:g}" for f in args.pretrain_fractions])
+        ax.set_xlabel("fraction of pre-training pairs")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"mean over {len(args.seeds)} seeds, 95% t-interval")
+    fig.tight_layout()
+    os.makedirs(figures_dir, exist_ok=True)
+    path = os.path.join(figures_dir, "strategy_pretrain_fractions.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
-def _pct(value) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
-
-
-def markdown_report(result: dict, figures: dict, report_path: str) -> str:
-    strategies = list(result["strategies"])
-    necessity = result["image_necessity"]
-    masks = list(necessity["checkpoints"][0]["masks"])
-
-    def rel(path):
-        return os.path.relpath(path, os.path.dirname(os.path.abspath(report_path)))
-
+def markdown_report(result: dict, figure: str, report_path: str) -> str:
+    args = CompareArguments(**{**result["settings"], "quick": False})
+    summary, runs = result["summary"], result["runs"]
+    fractions = [f"{f:g}" for f in args.pretrain_fractions]
     seconds = result["seconds"]
     lines = [
-        "# Masking strategies compared: image necessity and easy-VQA", "",
+        "# Masking strategies against the amount of pre-training data", "",
         f"Command: `{result['command']}`", "",
-        f"Machine: {result['machine']}. Wall-clock time: {seconds['total'] / 60:.1f} min (pre-training "
-        f"{seconds['pretraining'] / 60:.1f}, image necessity {seconds['image_necessity'] / 60:.1f}, easy-VQA "
-        f"{seconds['vqa'] / 60:.1f}).", "",
-        "Every strategy was pre-trained with the same model, data, steps, batch size and seed; only the masking "
-        "flags differ (see the table). Numbers below come from this one run.", "",
-        "## Strategies and pre-training", "",
-        "| strategy | masking flags | pre-training min | held-out MLM accuracy % (own masks) |", "|---|---|---|---|",
+        f"Machine: {result['machine']}. Wall-clock: {seconds['total'] / 60:.1f} min (pre-training "
+        f"{seconds['pretraining'] / 60:.1f}, evaluation {seconds['evaluation'] / 60:.1f}).", "",
+        f"Strategies {args.strategies}; pre-training fractions {fractions} of {args.synthetic_num_examples} pairs "
+        f"(nested subsets, data seed {args.data_seed}); seeds {args.seeds}; every run {args.pretrain_max_steps} steps "
+        f"of batch {args.pretrain_batch_size} (same compute; a smaller fraction is seen for more epochs). Cells are "
+        "mean over seeds [Student-t 95% interval].", "",
+        "## Findings", "", "| claim | holds? | evidence |", "|---|---|---|",
     ]
-    for strategy in strategies:
-        pre = result["pretraining"][strategy]
-        minutes = "–" if pre["seconds"] is None else f"{pre['seconds'] / 60:.1f}"
-        lines.append(f"| {strategy} | `{' '.join(result['strategies'][strategy])}` | {minutes} | "
-                     f"{_pct(pre['eval_mlm_accuracy'])} |")
-    lines += ["", "## Findings", "", "| claim (from the papers) | holds here? | evidence |", "|---|---|---|"]
     for finding in result["findings"]:
         lines.append(f"| {finding['claim']} | {'yes' if finding['holds'] else '**no**'} | {finding['evidence']} |")
-    lines += ["", "## Image necessity", "",
-              f"Held-out pairs: {necessity['eval_data']['num_examples']} ({necessity['eval_data']['source']}, split "
-              f"`{necessity['eval_data']['split']}`). Δ = loss without the image − loss with it (blank image); masks "
-              "are identical with and without the image, every masked token is [MASK].", "",
-              "Δ loss (nats), blank image:", "", "| eval mask | " + " | ".join(strategies) + " |",
-              "|---|" + "---|" * len(strategies)]
-    for mask in masks:
-        lines.append(f"| {mask} | " + " | ".join(f"{_delta(necessity, s, mask):+.3f}" for s in strategies) + " |")
-    lines += ["", "Δ loss (nats), mismatched image:", "", "| eval mask | " + " | ".join(strategies) + " |",
-              "|---|" + "---|" * len(strategies)]
-    for mask in masks:
-        cells = []
-        for strategy in strategies:
-            entry = next(c for c in necessity["checkpoints"] if c["name"] == strategy)
-            value = entry["masks"][mask]["delta_mismatched"]["loss"]
-            cells.append("–" if value is None else f"{value:+.3f}")
-        lines.append(f"| {mask} | " + " | ".join(cells) + " |")
-    matrix = necessity["accuracy_matrix"]
-    lines += ["", f"Accuracy by masked class ({matrix['metric']} with the image, %):", "",
-              "| eval mask | " + " | ".join(matrix["columns"]) + " |", "|---|" + "---|" * len(matrix["columns"])]
-    for mask, values in zip(matrix["rows"], matrix["values"]):
-        lines.append(f"| {mask} | " + " | ".join(_pct(v) for v in values) + " |")
-    lines += ["", "Paper-style table (exp loss / Acc@5 %: with image → blank image):", "",
-              "| eval mask | " + " | ".join(strategies) + " |", "|---|" + "---|" * len(strategies)]
-    for mask in masks:
-        cells = []
-        for strategy in strategies:
-            row = next(c for c in necessity["checkpoints"] if c["name"] == strategy)["masks"][mask]
-            w, b = row["with_image"], row["blank"]
-            cells.append("–" if w["exp_loss"] is None or math.isnan(w["exp_loss"]) else
-                         f"{w['exp_loss']:.1f}/{_pct(w['acc@5'])} → {b['exp_loss']:.1f}/{_pct(b['acc@5'])}")
-        lines.append(f"| {mask} | " + " | ".join(cells) + " |")
-    detection = {s: next(c for c in necessity["checkpoints"] if c["name"] == s)["object_detection"] for s in strategies}
-    if all(detection.values()):
-        prompts = list(next(iter(detection.values())))
-        lines += ["", "Prompt-based object detection (precision@1 / @5 %, gold objects of each image):", "",
-                  "| prompt | " + " | ".join(strategies) + " |", "|---|" + "---|" * len(strategies)]
-        for prompt in prompts:
-            lines.append(f"| {prompt} | " + " | ".join(
-                f"{_pct(detection[s][prompt]['precision@1'])} / {_pct(detection[s][prompt]['precision@5'])}"
-                for s in strategies) + " |")
-    lines += ["", f"![Δ loss]({rel(figures['delta_loss'])})", "",
-              f"![accuracy matrix]({rel(figures['accuracy_matrix'])})", ""]
-    if result["vqa"]:
-        first = result["vqa"][strategies[0]]
-        fractions = list(first["summary"])
-        lines += ["## easy-VQA fine-tuning", "",
-                  f"Training pool {first['dataset']['train_pool']} questions, test {first['dataset']['test_size']}; "
-                  f"seeds {first['settings']['seeds']}; {first['settings']['num_train_epochs']:g} epochs. "
-                  f"Question word-pieces unknown to the checkpoint tokenizer ([UNK]): "
-                  f"{100 * first['oov']['token_rate']:.1f}%. Accuracy % (mean ± std over seeds):", "",
-                  "| strategy | " + " | ".join(f"{float(f):.0%}" for f in fractions) + " |",
+    tables = [("vqa_accuracy", "easy-VQA test accuracy (%), fine-tuned on the whole pool", 100, False),
+              ("R@5", "Retrieval R@5 (%), mean of image→text and text→image", 100, False),
+              ("R@1", "Retrieval R@1 (%)", 100, False)]
+    tables += [(f"delta_loss/{m}", f"Image necessity, {m} mask: Δ loss blank − with image (nats)", 1, True)
+               for m in NECESSITY_MASKS]
+    tables += [(f"acc1_gap/{m}", f"{m} words: Acc@1 with the image − with a blank image (points)", 100, True)
+               for m in ("objects", "attributes")]
+    first = summary[args.strategies[0]][fractions[0]]
+    for metric, title, scale, signed in tables:
+        if metric not in first or first[metric]["mean"] is None:
+            continue
+        lines += ["", f"## {title}", "", "| strategy | " + " | ".join(fractions) + " |",
                   "|---|" + "---|" * len(fractions)]
-        for strategy in strategies:
-            summary = result["vqa"][strategy]["summary"]
+        for strategy in args.strategies:
             lines.append(f"| {strategy} | " + " | ".join(
-                f"{100 * summary[f]['accuracy']['mean']:.1f} ± {100 * summary[f]['accuracy']['std']:.1f}"
-                for f in fractions) + " |")
-        types = sorted(first["summary"][fractions[0]]["accuracy_by_type"])
-        lines += ["", f"Per question type at {float(fractions[0]):.0%} of the data (mean %):", "",
-                  "| strategy | " + " | ".join(types) + " |", "|---|" + "---|" * len(types)]
-        for strategy in strategies:
-            by_type = result["vqa"][strategy]["summary"][fractions[0]]["accuracy_by_type"]
-            lines.append(f"| {strategy} | " + " | ".join(_pct(by_type[t]["mean"]) for t in types) + " |")
-        lines += ["", f"![easy-VQA]({rel(figures['vqa'])})", ""]
+                _fmt_interval(summary[strategy][f][metric], scale, signed) for f in fractions) + " |")
+    types = sorted(runs[args.strategies[0]][fractions[-1]][str(args.seeds[0])]["downstream"]["vqa_by_type"])
+    lines += ["", f"## easy-VQA accuracy by question type (%), pre-training fraction {fractions[0]} and "
+              f"{fractions[-1]}", "", "| strategy | fraction | " + " | ".join(types) + " |",
+              "|---|---|" + "---|" * len(types)]
+    for strategy in args.strategies:
+        for f in (fractions[0], fractions[-1]) if len(fractions) > 1 else fractions:
+            lines.append(f"| {strategy} | {f} | " + " | ".join(
+                _fmt_interval(summary[strategy][f][f"vqa/{t}"], 100) for t in types) + " |")
+    lines += ["", f"![downstream against pre-training fraction]"
+              f"({os.path.relpath(figure, os.path.dirname(os.path.abspath(report_path)))})", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -364,51 +411,50 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     command = "python train_scripts/compare_strategies.py " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    grid = [(s, f, seed) for seed in args.seeds for f in args.pretrain_fractions for s in args.strategies]
 
-    # 1. pre-training, one strategy after the other
-    pretraining = {}
-    for strategy in args.strategies:
-        logger.info("pre-training %s", strategy)
-        pretraining[strategy] = run_pretraining(args, strategy)
+    # 1. one tokenizer, then every pre-training run (strategy x fraction x seed), one after the other
+    tokenizer = shared_tokenizer(args)
+    runs = {s: {f: {} for f in args.pretrain_fractions} for s in args.strategies}
+    for index, (strategy, fraction, seed) in enumerate(grid, 1):
+        logger.info("pre-training %d/%d: %s", index, len(grid), run_name(strategy, fraction, seed))
+        runs[strategy][fraction][seed] = {"pretraining": run_pretraining(args, strategy, fraction, seed, tokenizer)}
     after_pretraining = time.perf_counter()
 
-    # 2. image necessity on every checkpoint (same pairs, same masks)
-    checkpoints = [os.path.join(args.output_dir, s) for s in args.strategies]
-    necessity = image_necessity.main([
-        "--checkpoint", *checkpoints, "--checkpoint_names", *args.strategies,
-        "--output_dir", os.path.join(args.output_dir, "image_necessity"),
-        "--eval_size", str(args.necessity_eval_size), "--data_seed", str(args.seed),
+    # 2. image necessity on every checkpoint (same held-out pairs, same masks), then downstream per checkpoint
+    names = [run_name(*key) for key in grid]
+    report = image_necessity.main([
+        "--checkpoint", *[os.path.join(args.output_dir, n) for n in names], "--checkpoint_names", *names,
+        "--output_dir", os.path.join(args.output_dir, "image_necessity"), "--eval_masks", *NECESSITY_MASKS,
+        "--eval_size", str(args.necessity_eval_size), "--data_seed", str(args.data_seed),
     ])
-    after_necessity = time.perf_counter()
-
-    # 3. easy-VQA at every fraction and seed
-    vqa = {}
-    for strategy, checkpoint in zip(args.strategies, checkpoints):
-        logger.info("easy-VQA fine-tuning of %s", strategy)
-        vqa[strategy] = vqa_finetuning.main([
-            "--checkpoint", checkpoint, "--output_dir", os.path.join(args.output_dir, "vqa", strategy),
-            "--train_fraction", *map(str, args.vqa_train_fraction), "--seeds", *map(str, args.vqa_seeds),
-            "--max_train_samples", str(args.vqa_max_train_samples),
-            "--max_test_samples", str(args.vqa_max_test_samples),
-            "--num_train_epochs", str(args.vqa_epochs), "--learning_rate", str(args.vqa_learning_rate),
-            "--disable_tqdm", "true",
-        ])
+    necessity = necessity_by_run(report)
+    for index, (strategy, fraction, seed) in enumerate(grid, 1):
+        name = run_name(strategy, fraction, seed)
+        logger.info("downstream %d/%d: %s", index, len(grid), name)
+        runs[strategy][fraction][seed]["necessity"] = necessity[name]
+        runs[strategy][fraction][seed]["downstream"] = evaluate_downstream(
+            args, name, os.path.join(args.output_dir, name), seed)
     end = time.perf_counter()
 
-    # 4. report
-    low = str(min(args.vqa_train_fraction))
+    # 3. summaries, findings, report
+    types = sorted(runs[args.strategies[0]][args.pretrain_fractions[0]][args.seeds[0]]["downstream"]["vqa_by_type"])
+    metrics = (["vqa_accuracy", "R@1", "R@5"] + [f"vqa/{t}" for t in types]
+               + [f"delta_loss/{m}" for m in NECESSITY_MASKS] + [f"acc1_gap/{m}" for m in ("objects", "attributes")])
+    summary = summarise(runs, args, metrics)
     result = {
-        "schema_version": 1, "task": "strategy_comparison", "command": command, "machine": describe_machine(),
+        "schema_version": 2, "task": "strategy_comparison", "command": command, "machine": describe_machine(),
         "settings": asdict(args), "strategies": {s: STRATEGIES[s] for s in args.strategies},
-        "pretraining": pretraining, "image_necessity": necessity, "vqa": vqa,
-        "findings": findings(necessity, vqa, args.strategies, low),
-        "seconds": {"pretraining": after_pretraining - start, "image_necessity": after_necessity - after_pretraining,
-                    "vqa": end - after_necessity, "total": end - start},
+        "findings": findings(runs, args), "summary": summary,
+        "runs": {s: {f"{f:g}": {str(seed): record for seed, record in by_seed.items()}
+                     for f, by_seed in by_fraction.items()} for s, by_fraction in runs.items()},
+        "seconds": {"pretraining": after_pretraining - start, "evaluation": end - after_pretraining,
+                    "total": end - start},
     }
-    figures = plot_figures(necessity, vqa, args.strategies, args.figures_dir)
+    figure = plot_fractions(summary, args, args.figures_dir)
     os.makedirs(os.path.dirname(os.path.abspath(args.report_path)), exist_ok=True)
     with open(args.report_path, "w") as handle:
-        handle.write(markdown_report(result, figures, args.report_path))
+        handle.write(markdown_report(result, figure, args.report_path))
     json_path = os.path.splitext(args.report_path)[0] + ".json"
     with open(json_path, "w") as handle:
         json.dump(json_safe(result), handle, indent=2)
