@@ -479,7 +479,8 @@ class MaskVLModel(MaskVLPreTrainedModel):
                                          else output_hidden_states)}
 
     # -- unimodal towers ---------------------------------------------------------------------------------
-    def text_tower(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None,
+    # (named run_*: `vision_tower` / `language_model` are the attribute names transformers gives tower modules)
+    def run_text_tower(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None,
                    output_attentions=False, output_hidden_states=False) -> BaseModelOutput:
         """(B, T) ids or (B, T, D_text) embeddings -> the text tower's ``BaseModelOutput``."""
         out = self.text_model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
@@ -487,7 +488,7 @@ class MaskVLModel(MaskVLPreTrainedModel):
                               output_hidden_states=output_hidden_states)
         return _with_embeddings_state(out, output_hidden_states)
 
-    def vision_tower(self, pixel_values, bool_masked_pos=None, output_attentions=False,
+    def run_vision_tower(self, pixel_values, bool_masked_pos=None, output_attentions=False,
                      output_hidden_states=False) -> BaseModelOutput:
         """(B, C, H, W) pixels -> the vision tower's ``BaseModelOutput`` (masked patches -> mask token)."""
         if bool_masked_pos is not None and self.vision_model.embeddings.mask_token is None:
@@ -499,11 +500,11 @@ class MaskVLModel(MaskVLPreTrainedModel):
 
     def encode_text(self, input_ids, attention_mask=None, token_type_ids=None, inputs_embeds=None) -> torch.Tensor:
         """(B, T) ids -> (B, T, D_text) unimodal text states."""
-        return self.text_tower(input_ids, attention_mask, token_type_ids, inputs_embeds).last_hidden_state
+        return self.run_text_tower(input_ids, attention_mask, token_type_ids, inputs_embeds).last_hidden_state
 
     def encode_image(self, pixel_values, bool_masked_pos=None) -> torch.Tensor:
         """(B, C, H, W) pixels -> (B, 1 + N, D_vision) unimodal image states (masked patches -> mask token)."""
-        return self.vision_tower(pixel_values, bool_masked_pos).last_hidden_state
+        return self.run_vision_tower(pixel_values, bool_masked_pos).last_hidden_state
 
     def fuse(self, text_states, attention_mask, image_states, return_text=True, return_image=True,
              output_attentions=False, output_hidden_states=False) -> MaskVLFusionOutput:
@@ -539,7 +540,7 @@ class MaskVLModel(MaskVLPreTrainedModel):
         """The text tower alone: ``last_hidden_state`` (B, T, D_text), per-layer ``hidden_states`` /
         ``attentions`` when asked for, and ``pooler_output`` = the normalised ITC text embedding
         (B, projection_dim), None for a model without ITC projections."""
-        out = self.text_tower(input_ids, attention_mask, token_type_ids, inputs_embeds,
+        out = self.run_text_tower(input_ids, attention_mask, token_type_ids, inputs_embeds,
                               **self._flags(output_attentions, output_hidden_states))
         pooled = self._text_embeds(out.last_hidden_state) if self.text_projection is not None else None
         return BaseModelOutputWithPooling(last_hidden_state=out.last_hidden_state, pooler_output=pooled,
@@ -553,7 +554,7 @@ class MaskVLModel(MaskVLPreTrainedModel):
         (B, projection_dim), None for a model without ITC projections."""
         if pixel_values is None:
             raise ValueError("get_image_features needs `pixel_values`.")
-        out = self.vision_tower(pixel_values, **self._flags(output_attentions, output_hidden_states))
+        out = self.run_vision_tower(pixel_values, **self._flags(output_attentions, output_hidden_states))
         pooled = self._image_embeds(out.last_hidden_state) if self.visual_projection is not None else None
         return BaseModelOutputWithPooling(last_hidden_state=out.last_hidden_state, pooler_output=pooled,
                                           hidden_states=out.hidden_states, attentions=out.attentions)
@@ -567,8 +568,8 @@ class MaskVLModel(MaskVLPreTrainedModel):
         the tuple of the non-None fields."""
         _check_inputs(input_ids, pixel_values, bool_masked_pos, self.config, inputs_embeds)
         flags = self._flags(output_attentions, output_hidden_states)
-        text_out = self.text_tower(input_ids, attention_mask, token_type_ids, inputs_embeds, **flags)
-        image_out = self.vision_tower(pixel_values, bool_masked_pos, **flags)
+        text_out = self.run_text_tower(input_ids, attention_mask, token_type_ids, inputs_embeds, **flags)
+        image_out = self.run_vision_tower(pixel_values, bool_masked_pos, **flags)
         text_states, image_states = text_out.last_hidden_state, image_out.last_hidden_state  # (B, T, Dt), (B, 1+N, Dv)
         fusion = self.fuse(text_states, attention_mask, image_states, **flags)
         text_embeds = image_embeds = None
@@ -646,8 +647,8 @@ class MaskVLForPreTraining(MaskVLPreTrainedModel):
         out = {}
 
         if cfg.masked_modeling_passes == "joint":
-            text_out = base.text_tower(input_ids, attention_mask, token_type_ids, inputs_embeds, **flags)
-            image_out = base.vision_tower(pixel_values, bool_masked_pos, **flags)
+            text_out = base.run_text_tower(input_ids, attention_mask, token_type_ids, inputs_embeds, **flags)
+            image_out = base.run_vision_tower(pixel_values, bool_masked_pos, **flags)
             pair_text, pair_image = text_out.last_hidden_state, image_out.last_hidden_state
             fusion = base.fuse(pair_text, attention_mask, pair_image, **flags)
             if self.mlm_head is not None:
@@ -660,8 +661,8 @@ class MaskVLForPreTraining(MaskVLPreTrainedModel):
                 raise ValueError("Separate masked-modeling passes rebuild the unmasked text from `input_ids` and "
                                  "`labels`: pass `input_ids`, not `inputs_embeds`, with `labels`.")
             clean_ids = input_ids if labels is None else torch.where(labels != IGNORE_INDEX, labels, input_ids)
-            text_out = base.text_tower(clean_ids, attention_mask, token_type_ids, inputs_embeds, **flags)
-            image_out = base.vision_tower(pixel_values, **flags)
+            text_out = base.run_text_tower(clean_ids, attention_mask, token_type_ids, inputs_embeds, **flags)
+            image_out = base.run_vision_tower(pixel_values, **flags)
             pair_text, pair_image = text_out.last_hidden_state, image_out.last_hidden_state  # (B, T, Dt), (B, 1+N, Dv)
             if self.mlm_head is not None and labels is not None and text_rows.any():
                 rows = text_rows.nonzero().squeeze(1)
