@@ -95,7 +95,7 @@ class CompareArguments:
     pretrain_max_steps: int = field(default=600, metadata={"help": "Optimizer steps of EVERY pre-training run."})
     pretrain_batch_size: int = field(default=32)
     pretrain_learning_rate: float | None = field(default=None, metadata={"help": "None = pretrain.py's default."})
-    synthetic_num_examples: int = field(default=4000, metadata={"help": "The pool of pre-training pairs (100%)."})
+    synthetic_num_examples: int = field(default=4000, metadata={"help": "The pool of pre-training pairs (fraction 1.0)."})
     tokenizer_vocab_size: int = field(default=1000)
     extra_pretrain_args: str = field(default="", metadata={"help": "More pretrain.py flags for every run."})
     reuse_pretraining: bool = field(default=True, metadata={"help": "Skip runs whose checkpoint already exists."})
