@@ -1,9 +1,13 @@
 """Publishing a MaskVL training output folder to the Hugging Face Hub: validate, stage, check, upload.
 
 `publish(PublishArguments(...))` validates the folder (every problem named with its file), stages exactly
-the files to upload (weights, config, code, processor, tokenizer, custom pipelines, model card), checks the
-staged text for local paths and tokens and that the code files load without the `maskvl` packages, then
-uploads with ``huggingface_hub`` or writes the dry-run folder. Launch commands: `train_scripts/publish.py`
+the files to upload (weights, config, processor, tokenizer, custom pipelines, model card, and only the code
+modules the `auto_map` entries need with their sibling imports -- an allow-list, never every `*.py`; symbolic
+links are refused, not followed), checks every staged byte (`scan_staged_files`: credential shapes -- Hub,
+AWS, GitHub, OpenAI, Slack tokens, generic `api_key = ...` assignments, private-key blocks -- in every file
+including the weights; local, absolute or parent-relative paths -- `/srv/...`, `/opt/...`, `C:\...`,
+`file://`, `../` -- in the text files and the safetensors headers) and that the code files load without the
+`maskvl` packages, then uploads with ``huggingface_hub`` or writes the dry-run folder. Launch commands: `train_scripts/publish.py`
 (console script `maskvl-publish`).
 """
 
@@ -88,14 +92,46 @@ def validate_checkpoint(checkpoint: Path) -> list[str]:
     return problems
 
 
+def needed_code_files(checkpoint: Path) -> list[str]:
+    """The code modules a checkpoint needs: those named by the `auto_map` of config.json, processor_config.json
+    (and its image processor), preprocessor_config.json and tokenizer_config.json, plus their flat sibling
+    imports (`from .x import`), transitively. Any other `*.py` in the folder is not published."""
+    modules = set()
+    for name in ("config.json", "processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        try:
+            data = json.loads((checkpoint / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        maps = [data.get("auto_map") or {}, (data.get("image_processor") or {}).get("auto_map") or {}]
+        for auto_map in maps:
+            for target in auto_map.values():
+                for item in target if isinstance(target, (list, tuple)) else [target]:
+                    if isinstance(item, str) and "--" not in item:
+                        modules.add(item.rpartition(".")[0])
+    needed, todo = set(), sorted(modules)
+    while todo:
+        module = todo.pop()
+        path = checkpoint / f"{module}.py"
+        if module in needed or not path.is_file():
+            continue
+        needed.add(module)
+        todo += re.findall(r"^\s*from \.(\w+) import", path.read_text(encoding="utf-8"), re.MULTILINE)
+    return sorted(f"{module}.py" for module in needed)
+
+
 def stage_folder(checkpoint: Path, staging: Path, args: PublishArguments) -> list[Path]:
-    """Copy the publishable files into ``staging``, add pipelines and the card; returns the staged files."""
+    """Copy the publishable files (an allow-list) into ``staging``, add pipelines and the card; returns the staged
+    files. A symbolic link among them is refused (its target could be any file of the machine)."""
     names = [n for n in COPIED_FILES if (checkpoint / n).is_file()]
-    names += sorted(p.name for p in checkpoint.glob("*.py"))
+    names += needed_code_files(checkpoint)
     names += sorted(p.name for p in checkpoint.glob("*.safetensors")) + sorted(
         p.name for p in checkpoint.glob("*.safetensors.index.json"))
+    links = [name for name in names if (checkpoint / name).is_symlink()]
+    if links:
+        raise CheckpointError(_problem_list(checkpoint, [f"{name}: is a symbolic link (to {os.readlink(checkpoint / name)!r}); "
+                                                         "refusing to follow it -- copy the real file in" for name in links]))
     for name in tqdm(names, desc="staging files", unit="file"):
-        shutil.copyfile(checkpoint / name, staging / name)
+        shutil.copyfile(checkpoint / name, staging / name, follow_symlinks=False)
     _scrub_config(staging / "config.json")
 
     config = json.loads((staging / "config.json").read_text(encoding="utf-8"))
@@ -124,6 +160,67 @@ def check_staged_text(staging: Path) -> list[str]:
                 check_no_machine_details(path.read_text(encoding="utf-8"), user_name=path.suffix != ".py")
             except ValueError as error:
                 problems.append(f"{path.relative_to(staging)}: {error}")
+    return problems
+
+
+# Credential shapes refused in every staged byte (text files, weights, safetensors headers).
+CREDENTIALS = {
+    "a Hugging Face token": re.compile(rb"hf_[A-Za-z0-9]{20,}"),
+    "an AWS access key id": re.compile(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "an AWS secret key": re.compile(rb"aws_secret_access_key\W{0,4}[A-Za-z0-9/+=]{30,}", re.IGNORECASE),
+    "a GitHub token": re.compile(rb"\bgh[pousr]_[A-Za-z0-9]{30,}"),
+    "an OpenAI-style key": re.compile(rb"\bsk-[A-Za-z0-9_-]{20,}"),
+    "a Slack token": re.compile(rb"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+    "a private key block": re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    "an API key or secret": re.compile(
+        rb"(?i)(?:api[_-]?key|apikey|secret[_-]?key|access[_-]?token|auth[_-]?token|password|passwd|secret)"
+        rb"[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9_\-./+=]{12,}"),
+}
+# Paths of a machine refused in the staged text and safetensors headers.
+LOCAL_PATHS = {
+    "an absolute path": re.compile(r"(?<![\w.:/~\\-])/(?:[\w.-]+/)+[\w.-]*"),
+    "a Windows path": re.compile(r"(?<![\w])[A-Za-z]:\\"),
+    "a file:// URL": re.compile(r"file://", re.IGNORECASE),
+    "a parent-relative path": re.compile(r"(?<![\w.])\.\./"),
+    "a home-relative path": re.compile(r"(?<![\w])~/"),
+}
+TEXT_SUFFIXES = (".json", ".md", ".py", ".txt", ".yaml", ".yml", ".cfg", ".jinja")
+
+
+def _staged_text(path: Path) -> str | None:
+    """The text to check for paths: a text file, the header of a safetensors file, else None."""
+    if path.suffix == ".safetensors":
+        try:
+            header, _ = read_safetensors_header(path)
+        except (OSError, ValueError):
+            return ""
+        return json.dumps(header.get("__metadata__", {})) + "\n" + "\n".join(k for k in header if k != "__metadata__")
+    if path.suffix in TEXT_SUFFIXES:
+        return path.read_bytes().decode("utf-8", errors="replace")
+    return None
+
+
+def scan_staged_files(staging: Path) -> list[str]:
+    """Problems in the staged files: a credential shape in any byte of any file; a local, absolute or parent-relative
+    path in a text file or a safetensors header. The messages never show the secret itself."""
+    problems = []
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+        name = path.relative_to(staging)
+        with open(path, "rb") as handle:
+            tail = b""
+            while chunk := handle.read(1 << 24):  # 16 MiB at a time, overlapping, so no match is cut in two
+                found = next((what for what, pattern in CREDENTIALS.items() if pattern.search(tail + chunk)), None)
+                if found:
+                    problems.append(f"{name}: contains {found}; refusing to publish it.")
+                    break
+                tail = chunk[-256:]
+        text = _staged_text(path)
+        if text:
+            for what, pattern in LOCAL_PATHS.items():
+                match = pattern.search(text)
+                if match:
+                    problems.append(f"{name}: contains {what} ({match.group()[:60]!r}); refusing to publish it.")
+                    break
     return problems
 
 
@@ -169,7 +266,7 @@ def publish(args: PublishArguments) -> Path | str:
         staging = Path(tmp) / args.repo_id.split("/")[1]
         staging.mkdir()
         stage_folder(checkpoint, staging, args)
-        problems = check_staged_text(staging)
+        problems = check_staged_text(staging) + scan_staged_files(staging)
         if not problems and not args.skip_load_check:
             tasks = list(json.loads((staging / "config.json").read_text())["custom_pipelines"])
             problems = check_loads_without_package(staging, tasks)
