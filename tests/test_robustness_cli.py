@@ -101,3 +101,50 @@ def test_disk_full_while_saving_a_checkpoint_is_named(tmp_path, monkeypatch):
         pretrain.main(tiny_args(out, steps=2, save_steps=1))
     assert error.value.errno == errno.ENOSPC
     assert not (out / "checkpoint-1").exists() and not (out / ".checkpoint-staging" / "checkpoint-1").exists()
+
+
+# ---- friction on a user's own folders ----------------------------------------------------------------------------
+def scene_folder(root, n: int, seed: int):
+    import json
+
+    from maskvl_processing.synthetic_scenes import make_synthetic_dataset
+
+    root.mkdir(parents=True)
+    scenes = make_synthetic_dataset(n, seed=seed, image_size=32)
+    with open(root / "metadata.jsonl", "w") as handle:
+        for i, row in enumerate(scenes):
+            row["image"].save(root / f"img_{i:03d}.png")
+            handle.write(json.dumps({"file_name": f"img_{i:03d}.png", "caption": row["caption"]}) + "\n")
+    return root
+
+
+def test_image_size_default_matches_its_help():
+    from maskvl_train.arguments import ModelArguments
+
+    field = ModelArguments.__dataclass_fields__["image_size"]
+    assert f"default {field.default}" in field.metadata["help"]
+    assert ModelArguments(image_size=0).image_size is None  # "0 = the preset's own", as the help says
+    assert ModelArguments(image_size=0).config_overrides_dict().get("vision_config", {}).get("image_size") is None
+
+
+def test_validation_dir_is_the_evaluation_set(tmp_path):
+    train = scene_folder(tmp_path / "train", 24, seed=1)
+    validation = scene_folder(tmp_path / "val", 6, seed=2)
+    trainer = pretrain.main(tiny_args(tmp_path / "out", "--train_dir", str(train), "--validation_dir", str(validation)))
+    assert len(trainer.train_dataset) == 24 and len(trainer.eval_dataset) == 6
+    with pytest.raises(ValueError, match="--validation_dir or --eval_split, not both"):
+        pretrain.main(tiny_args(tmp_path / "out2", "--train_dir", str(train), "--validation_dir", str(validation),
+                                "--eval_split", "test"))
+
+
+def test_an_explicit_eval_split_is_not_cut_to_eval_size(tmp_path):
+    from maskvl_train.arguments import DataArguments
+    from maskvl_train.data import load_eval_dataset
+
+    folder = scene_folder(tmp_path / "pairs", 12, seed=3)
+    dataset, info = load_eval_dataset(DataArguments(train_dir=str(folder), eval_split="train", eval_size=5), 0, 32)
+    assert len(dataset) == info["num_examples"] == 12  # the whole split asked for, not --eval_size 5
+    dataset, _ = load_eval_dataset(DataArguments(train_dir=str(folder), eval_split="train", max_eval_samples=4), 0, 32)
+    assert len(dataset) == 4
+    dataset, _ = load_eval_dataset(DataArguments(train_dir=str(folder), validation_dir=str(folder)), 0, 32)
+    assert len(dataset) == 12

@@ -47,7 +47,8 @@ class ModelArguments:
         default=None,
         metadata={"help": "Continue pre-training a saved MaskVL checkpoint (folder or Hub id) instead of a preset."},
     )
-    image_size: int | None = field(default=32, metadata={"help": "Image side in pixels (None = the preset's)."})
+    image_size: int | None = field(
+        default=32, metadata={"help": "Image side in pixels (default 32, the tiny CPU run; 0 = the preset's own)."})
     patch_size: int | None = field(default=None, metadata={"help": "ViT patch side in pixels (None = the preset's)."})
     hidden_size: int | None = field(
         default=None,
@@ -82,6 +83,8 @@ class ModelArguments:
     )
 
     def __post_init__(self):
+        if self.image_size == 0:  # the preset's own image size
+            self.image_size = None
         for name in ("image_size", "patch_size", "hidden_size", "tokenizer_vocab_size", "tokenizer_training_examples"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -126,6 +129,9 @@ class DataArguments:
     )
     streaming: bool = field(default=False, metadata={"help": "Stream --dataset_name / --webdataset (needs --max_steps)."})
     train_dir: str | None = field(default=None, metadata={"help": "Local imagefolder with metadata.jsonl."})
+    validation_dir: str | None = field(default=None, metadata={
+        "help": "Local imagefolder with metadata.jsonl evaluated on (instead of holding out --eval_size training "
+                "examples or reading --eval_split)."})
     webdataset: str | None = field(
         default=None, metadata={"help": "Webdataset tar shards: a path, glob or brace pattern (shard-{000..009}.tar)."}
     )
@@ -178,6 +184,10 @@ class DataArguments:
                 raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
         if self.max_seq_length < 3:
             raise ValueError(f"--max_seq_length must leave room for [CLS] word [SEP], got {self.max_seq_length}")
+        if self.validation_dir is not None and self.eval_split is not None:
+            raise ValueError("give --validation_dir or --eval_split, not both")
+        if self.validation_dir is not None and not os.path.isdir(self.validation_dir):
+            raise ValueError(f"--validation_dir {self.validation_dir!r} is not a folder")
         if self.streaming and self.train_dir:
             raise ValueError("--streaming is supported for --dataset_name and --webdataset, not --train_dir")
         if not (0 < self.train_fraction <= 1):  # also refuses NaN

@@ -14,6 +14,7 @@ VQA data (easy-VQA, VQAv2 format) are in `vqa_data`.
 """
 
 import logging
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -202,7 +203,10 @@ def load_raw_splits(data_args, image_size: int, seed: int) -> dict:
     synthetic = not (data_args.dataset_name or data_args.train_dir or data_args.webdataset)
     train = load_image_text_dataset(split=data_args.train_split, synthetic_num_examples=data_args.synthetic_num_examples,
                                     **source)
-    if synthetic:  # an independent random stream: no scene is shared with the training split
+    if data_args.validation_dir is not None:  # a separate evaluation folder
+        evaluation = load_image_text_dataset(**{**source, "dataset_name": None, "webdataset": None, "streaming": False,
+                                                "train_dir": data_args.validation_dir})
+    elif synthetic:  # an independent random stream: no scene is shared with the training split
         evaluation = load_image_text_dataset(split="validation", synthetic_num_examples=data_args.eval_size, **source)
     elif data_args.eval_split is not None:
         evaluation = load_image_text_dataset(split=data_args.eval_split, **source)
@@ -295,9 +299,10 @@ def load_eval_dataset(data_args: DataArguments, data_seed: int, image_size: int)
     """(dataset, description) of the evaluation pairs, held out from pre-training.
 
     Synthetic data: the `test` stream of `data_seed` (pre-training uses `train` / `validation`).
-    Real data: `--eval_split` if given, else the pre-training script's held-out part of the training
-    split (`train_eval_split(train, eval_size, seed=data_seed)["validation"]`; same seed = same pairs).
-    At most `--max_eval_samples` (default `--eval_size`) pairs.
+    Real data: `--validation_dir` or `--eval_split` if given (all of it, or the first `--max_eval_samples`),
+    else the pre-training script's held-out part of the training split
+    (`train_eval_split(train, eval_size, seed=data_seed)["validation"]`; same seed = same pairs; at most
+    `--max_eval_samples`, default `--eval_size`, pairs).
     """
     source = dict(dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
                   train_dir=data_args.train_dir, webdataset=data_args.webdataset, image_column=data_args.image_column,
@@ -306,17 +311,24 @@ def load_eval_dataset(data_args: DataArguments, data_seed: int, image_size: int)
                   on_error="skip" if data_args.skip_bad_examples else "raise")  # unreadable rows: named or counted
     limit = data_args.max_eval_samples or data_args.eval_size
     synthetic = not (data_args.dataset_name or data_args.train_dir or data_args.webdataset)
-    if synthetic:
+    if data_args.validation_dir is not None:
+        split = f"validation_dir {os.path.basename(os.path.normpath(data_args.validation_dir))}"
+        limit = data_args.max_eval_samples
+        dataset = load_image_text_dataset(**{**source, "dataset_name": None, "webdataset": None,
+                                             "train_dir": data_args.validation_dir})
+    elif synthetic:
         split = data_args.eval_split or "test"
         dataset = load_image_text_dataset(split=split, synthetic_num_examples=limit, **source)
-    elif data_args.eval_split is not None:
-        split = data_args.eval_split
+    elif data_args.eval_split is not None:  # an explicit split is evaluated whole unless --max_eval_samples
+        split, limit = data_args.eval_split, data_args.max_eval_samples
         dataset = load_image_text_dataset(split=split, **source)
     else:
         split = f"{data_args.train_split} (held out: eval_size {data_args.eval_size}, seed {data_seed})"
         train = load_image_text_dataset(split=data_args.train_split, **source)
         dataset = train_eval_split(train, data_args.eval_size, seed=data_seed)["validation"]
-    dataset = dataset.select(range(min(limit, len(dataset))))
+    if limit is not None and limit < len(dataset):
+        logger.info("evaluating the first %d of %d pairs of %s", limit, len(dataset), split)
+        dataset = dataset.select(range(limit))
     # every image opened and caption checked up front: an error naming the bad pairs, or they are skipped
     dataset, skipped = screen_examples(dataset, split=split, caption_column="caption",
                                        on_error="skip" if data_args.skip_bad_examples else "raise")
