@@ -52,3 +52,38 @@ class ConvPatchEmbeddings(nn.Module):
                              f"{self.num_channels}.")
         embeddings = self.projection(self.stem(pixel_values))  # (B, D, H/P, W/P)
         return embeddings.flatten(2).transpose(1, 2)  # (B, N, D)
+
+
+class ConvStemPatchEmbeddings(nn.Module):
+    """Early convolutions (Xiao et al., 2021, "Early Convolutions Help Transformers See Better"): log2(P) stages
+    of 3x3 stride-2 convolution + channel LayerNorm + GELU, then a 1x1 convolution to the hidden size.
+    (B, C, H, W) pixels -> (B, (H/P) * (W/P), D), row-major patch order, a drop-in for ViT's patch embeddings.
+
+    Unlike :class:`ConvPatchEmbeddings` the 3x3 kernels overlap, so an embedding also sees a few pixels of its
+    neighbouring patches (at most ``2 ** stages - 1`` pixels across a border): edges and corners -- what a small
+    ViT needs to tell shapes apart -- are found before the transformer. A masked patch's own embedding is still
+    replaced by the mask token (or left out) downstream.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.image_size = config.image_size
+        self.patch_size = config.patch_size
+        self.num_channels = config.num_channels
+        self.num_patches = (config.image_size // config.patch_size) ** 2
+        stages = max(1, config.patch_size.bit_length() - 1)  # P = 2 ** stages
+        widths = [max(16, config.hidden_size // 2 ** (stages - i)) for i in range(stages)]
+        layers, in_channels = [], config.num_channels
+        for width in widths:
+            layers += [nn.Conv2d(in_channels, width, kernel_size=3, stride=2, padding=1, bias=False),
+                       ChannelLayerNorm(width), nn.GELU()]
+            in_channels = width
+        self.stem = nn.Sequential(*layers)
+        self.projection = nn.Conv2d(in_channels, config.hidden_size, kernel_size=1)  # ViT reads projection.weight
+
+    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        if pixel_values.shape[1] != self.num_channels:
+            raise ValueError(f"pixel_values has {pixel_values.shape[1]} channels; the model expects "
+                             f"{self.num_channels}.")
+        embeddings = self.projection(self.stem(pixel_values))  # (B, D, H/P, W/P)
+        return embeddings.flatten(2).transpose(1, 2)  # (B, N, D)

@@ -1,0 +1,59 @@
+"""Patch embedders: MLIM's conv stack (kernel == stride) and the early-convolution stem (overlapping 3x3)."""
+import pytest
+import torch
+from transformers import ViTConfig
+
+from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining
+from modeling_maskvl.patch_embedding import ConvPatchEmbeddings, ConvStemPatchEmbeddings
+
+
+def _vit(patch_size=16, hidden=64):
+    return ViTConfig(image_size=64, patch_size=patch_size, hidden_size=hidden, num_channels=3)
+
+
+@pytest.mark.parametrize("embedder", [ConvPatchEmbeddings, ConvStemPatchEmbeddings])
+def test_shapes_and_row_major_order(embedder):
+    torch.manual_seed(0)
+    module = embedder(_vit()).eval()
+    pixels = torch.zeros(2, 3, 64, 64)
+    out = module(pixels)
+    assert out.shape == (2, 16, 64)  # (B, (64/16)^2, D)
+    pixels[1, :, 16:32, 48:64] = 3.0  # patch (row 1, column 3) -> index 7
+    changed = (module(pixels)[1] - out[1]).abs().sum(-1)  # (N,)
+    assert changed[7] > 0
+    assert torch.all(changed[[0, 1, 4, 5, 8, 12, 13]] == 0)  # patches away from (1, 3) are untouched
+    assert torch.equal(module(pixels)[0], out[0])  # rows of a batch are independent
+
+
+def test_stem_sees_neighbouring_pixels_but_kernel_equals_stride_does_not():
+    """The stem's 3x3 kernels overlap patch borders (edges, corners); MLIM's stack keeps patches apart."""
+    torch.manual_seed(0)
+    pixels = torch.zeros(1, 3, 64, 64)
+    poked = pixels.clone()
+    poked[0, :, 15, 15] = 5.0  # the last pixel of patch 0, next to patches 1, 4 and 5
+    for embedder, leaks in ((ConvPatchEmbeddings, False), (ConvStemPatchEmbeddings, True)):
+        module = embedder(_vit()).eval()
+        diff = (module(poked) - module(pixels)).abs().sum(-1)[0]  # (N,)
+        assert diff[0] > 0
+        assert (diff[[1, 4, 5]] > 0).any().item() is leaks
+        assert torch.all(diff[[2, 3, 8, 15]] == 0)  # never further than the next patch
+
+
+def test_config_accepts_conv_stem_and_trains(tmp_path):
+    config = MaskVLConfig.from_preset("maskvlm-tiny", vision_config={"patch_embedder": "conv_stem", "patch_size": 16},
+                                      text_config={"vocab_size": 50})
+    model = MaskVLForPreTraining(config)
+    assert isinstance(model.maskvl.vision_model.embeddings.patch_embeddings, ConvStemPatchEmbeddings)
+    ids = torch.randint(5, 50, (2, 6))
+    labels = torch.full_like(ids, -100)
+    labels[:, 2] = ids[:, 2]
+    out = model(input_ids=ids, pixel_values=torch.randn(2, 3, 64, 64), labels=labels)
+    out.loss.backward()
+    stem = model.maskvl.vision_model.embeddings.patch_embeddings.stem[0].weight
+    assert stem.grad is not None and stem.grad.abs().sum() > 0
+    model.save_pretrained(tmp_path)
+    reloaded = MaskVLForPreTraining.from_pretrained(tmp_path)
+    assert reloaded.config.vision_config.patch_embedder == "conv_stem"
+    with pytest.raises(ValueError, match="power of two"):
+        MaskVLConfig.from_preset("maskvlm-tiny", vision_config={"patch_embedder": "conv_stem", "patch_size": 12,
+                                                                "image_size": 48})
