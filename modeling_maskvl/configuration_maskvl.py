@@ -20,11 +20,12 @@ from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 FUSION_TYPES = ("cross", "co_attention", "single_stream")
-PATCH_EMBEDDERS = ("linear", "conv")
+PATCH_EMBEDDERS = ("linear", "conv", "conv_stem")
 MIM_LOSSES = ("l1", "l2")
 MASKED_MODELING_PASSES = ("separate", "joint")
 ITC_FEATURE_NORMS = ("batch", "none")
 POOLINGS = ("pair", "text")
+MIM_ENCODERS = ("mask_token", "visible")
 
 
 class MaskVLCrossModalConfig(PretrainedConfig):
@@ -64,7 +65,9 @@ class MaskVLConfig(PretrainedConfig):
     Args:
         text_config (`dict` or `PretrainedConfig`): BERT-family text tower (default: BERT-base).
         vision_config (`dict` or `PretrainedConfig`): ViT-family vision tower (default: ViT-B/16). An extra
-            field ``patch_embedder`` ("linear" or "conv") picks the patch embedder.
+            field ``patch_embedder`` picks the patch embedder: "linear" (ViT), "conv" (MLIM: convolutions whose
+            kernel equals their stride) or "conv_stem" (early convolutions: overlapping 3x3 stride-2 convolutions,
+            Xiao et al. 2021; lets small towers trained from scratch tell shapes apart).
         cross_modal_config (`dict` or `MaskVLCrossModalConfig`): cross-modal module.
         use_mlm_head, use_mim_head, use_itc_head, use_itm_head (`bool`): which pre-training heads exist.
         mlm_weight, mim_weight, itc_weight, itm_weight (`float`): loss weights; the total loss is the
@@ -88,6 +91,18 @@ class MaskVLConfig(PretrainedConfig):
             [fused text CLS; fused image CLS], both cross-modality streams; "text" -- the fused text CLS alone
             (ALBEF: the text stream has cross-attended to the image). With "text" the separate-pass ITM skips
             the image cross-modality stream (about a third of a `maskvlm` step's FLOPs, see bench/README.md).
+        mim_encoder (`str`): how the masked-image pass encodes the image. "mask_token" (default, MaskVLM / BEiT /
+            SimMIM) -- the vision tower sees every patch, masked ones replaced by its mask token; "visible" (MAE /
+            M3AE) -- the vision tower and the image cross-modality encoder see only the unmasked patches (with their
+            position embeddings) and [CLS]; the pixel decoder gets a learned mask token, plus learned decoder
+            position embeddings, at every masked patch. With MaskVLM's 60% masking this skips about 60% of that
+            pass's encoder work. Needs ``masked_modeling_passes="separate"``, ``fusion_type="cross"`` and a pixel
+            decoder with at least one block (``num_decoder_layers >= 1``).
+        patch_drop_ratio (`float`): FLIP-style patch dropping in training: this share of the patches of the
+            *unmasked* image is left out of the pass that serves ITC and ITM (the MLM pass still sees the whole
+            image). The data collator gives the randomness (``MaskVLDataCollator(patch_drop_noise=True)`` ->
+            ``patch_drop_noise``); evaluation and inference never drop (``model.eval()``). 0.0 (default) = off.
+            Needs ``masked_modeling_passes="separate"``.
         preset (`str`, optional): name of the preset the config was built from (for the record).
     """
 
@@ -116,6 +131,8 @@ class MaskVLConfig(PretrainedConfig):
     logit_scale_init_value: float = 2.6592
     itc_feature_norm: str = "none"
     pooling: str = "pair"
+    mim_encoder: str = "mask_token"
+    patch_drop_ratio: float = 0.0
     initializer_range: float = 0.02
     preset: str | None = None
 
@@ -136,6 +153,21 @@ class MaskVLConfig(PretrainedConfig):
         check_choice("masked_modeling_passes", self.masked_modeling_passes, MASKED_MODELING_PASSES)
         check_choice("itc_feature_norm", self.itc_feature_norm, ITC_FEATURE_NORMS)
         check_choice("pooling", self.pooling, POOLINGS)
+        check_choice("mim_encoder", self.mim_encoder, MIM_ENCODERS)
+        if self.mim_encoder == "visible":
+            needs = {"masked_modeling_passes": (self.masked_modeling_passes, "separate"),
+                     "cross_modal_config.fusion_type": (self.cross_modal_config.fusion_type, "cross")}
+            for name, (value, wanted) in needs.items():
+                if value != wanted:
+                    raise ValueError(f"MaskVLConfig.mim_encoder='visible' needs {name}={wanted!r}; got {value!r}.")
+            if self.cross_modal_config.num_decoder_layers < 1:
+                raise ValueError("MaskVLConfig.mim_encoder='visible' needs a pixel decoder that attends across patches "
+                                 "(cross_modal_config.num_decoder_layers >= 1); got 0.")
+        if not isinstance(self.patch_drop_ratio, (int, float)) or not 0.0 <= self.patch_drop_ratio < 1.0:
+            raise ValueError(f"MaskVLConfig.patch_drop_ratio must be in [0, 1); got {self.patch_drop_ratio!r}.")
+        if self.patch_drop_ratio > 0 and self.masked_modeling_passes != "separate":
+            raise ValueError("MaskVLConfig.patch_drop_ratio > 0 needs masked_modeling_passes='separate' (the ITC/ITM "
+                             f"pass on the unmasked image); got {self.masked_modeling_passes!r}.")
         for name, sub in (("text_config", self.text_config), ("vision_config", self.vision_config),
                           ("cross_modal_config", self.cross_modal_config)):
             if sub.hidden_size % sub.num_attention_heads != 0:
@@ -152,9 +184,10 @@ class MaskVLConfig(PretrainedConfig):
                 f"MaskVLConfig.vision_config.image_size ({image_size}) is not divisible by "
                 f"vision_config.patch_size ({patch_size})."
             )
-        if self.vision_config.patch_embedder == "conv" and patch_size & (patch_size - 1):
+        if self.vision_config.patch_embedder != "linear" and patch_size & (patch_size - 1):
             raise ValueError(f"MaskVLConfig.vision_config.patch_size ({patch_size}) must be a power of two with "
-                             "patch_embedder='conv' (a stack of stride-2/4 convolutions).")
+                             f"patch_embedder={self.vision_config.patch_embedder!r} (a stack of stride-2 "
+                             "convolutions).")
 
     @property
     def num_patches(self) -> int:

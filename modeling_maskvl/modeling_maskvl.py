@@ -28,7 +28,7 @@ from .heads import (MaskVLAnswerHead, MaskVLFeatureNorm, MaskVLITMHead, MaskVLML
                     MaskVLPooler)
 from .losses import (IGNORE_INDEX, contrastive_loss, itm_loss, masked_image_loss, masked_lm_loss, mlm_accuracy,
                      vqa_loss, weighted_total)
-from .patch_embedding import ConvPatchEmbeddings
+from .patch_embedding import ConvPatchEmbeddings, ConvStemPatchEmbeddings
 
 # Every auto class a saved MaskVL folder answers to (written into config.json's auto_map on save).
 AUTO_MAP = {
@@ -394,7 +394,7 @@ class MaskVLPreTrainedModel(PreTrainedModel):
             base.text_model.load_state_dict(towers["text"].state_dict())
         if "vision" in towers:
             state = towers["vision"].state_dict()
-            if config.vision_config.patch_embedder == "conv":  # the conv stack replaces ViT's linear patches
+            if config.vision_config.patch_embedder != "linear":  # a conv embedder replaces ViT's linear patches
                 state = {k: v for k, v in state.items() if not k.startswith("embeddings.patch_embeddings.")}
             if base.vision_model.embeddings.mask_token is None:  # a task model that never masks patches
                 state.pop("embeddings.mask_token", None)
@@ -436,8 +436,9 @@ class MaskVLModel(MaskVLPreTrainedModel):
         self.text_model = AutoModel.from_config(config.text_config, add_pooling_layer=False)
         self.vision_model = AutoModel.from_config(config.vision_config, add_pooling_layer=False,
                                                   use_mask_token=use_mask_token)
-        if config.vision_config.patch_embedder == "conv":
-            self.vision_model.embeddings.patch_embeddings = ConvPatchEmbeddings(config.vision_config)
+        if config.vision_config.patch_embedder != "linear":  # MLIM's conv stack or the early-convolution stem
+            embedder = ConvPatchEmbeddings if config.vision_config.patch_embedder == "conv" else ConvStemPatchEmbeddings
+            self.vision_model.embeddings.patch_embeddings = embedder(config.vision_config)
         # the towers keep pointing at the composite config's sub-configs (attention implementation switches)
         self.text_model.config = config.text_config
         self.vision_model.config = config.vision_config
