@@ -74,7 +74,7 @@ def test_card_reports_the_run(checkpoint):
                   "{MLIM}: Vision-and-Language Model Pre-training with Masked Language and Image Modeling"):
         assert title in text
     assert "Findings of the Association for Computational Linguistics: EMNLP 2021" in text
-    assert 'model="someone/maskvlm-objects"' in text
+    assert '"someone/maskvlm-objects"' in text
 
 
 def test_three_line_snippet_is_python_naming_the_repo():
@@ -89,6 +89,9 @@ def test_three_line_snippet_is_python_naming_the_repo():
 def test_vqa_checkpoint_gets_a_vqa_card(tmp_path):
     config = MaskVLConfig.from_preset("maskvlm-tiny", vision_config={"image_size": 32}, num_labels=3)
     MaskVLForQuestionAnswering(config).save_pretrained(tmp_path / "vqa")
+    from maskvl_processing.pipelines_maskvl import save_pipelines
+
+    save_pipelines(tmp_path / "vqa")  # as publish does: the card shows the pipelines the folder holds
     card = render_model_card(tmp_path / "vqa", {"preset": "maskvlm-tiny"}, repo_id="someone/vqa")
     assert card.data.pipeline_tag == "visual-question-answering"
     assert 'pipeline("visual-question-answering"' in str(card) and "MaskVLForQuestionAnswering" in str(card)

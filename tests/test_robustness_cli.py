@@ -148,3 +148,19 @@ def test_an_explicit_eval_split_is_not_cut_to_eval_size(tmp_path):
     assert len(dataset) == 4
     dataset, _ = load_eval_dataset(DataArguments(train_dir=str(folder), validation_dir=str(folder)), 0, 32)
     assert len(dataset) == 12
+
+
+def test_pretraining_card_only_shows_snippets_that_run_on_its_folder(tmp_path, monkeypatch):
+    import re
+
+    out = tmp_path / "run"
+    pretrain.main(tiny_args(out))
+    card = (out / "README.md").read_text()
+    assert "pipeline(" not in card.split("## Training data")[0]  # no custom pipeline is saved by pre-training
+    blocks = re.findall(r"```python\n(.*?)```", card.split("## Training data")[0], re.DOTALL)
+    assert blocks and all("from_pretrained" in block for block in blocks)
+    monkeypatch.chdir(tmp_path)  # the card names the folder as ./run
+    for block in blocks:
+        namespace = {}
+        exec(compile(block, "model card", "exec"), namespace)  # noqa: S102 - the card's own snippet
+        assert namespace["model"].config.model_type == "maskvl" and namespace["processor"] is not None

@@ -160,7 +160,9 @@ def render_model_card(checkpoint_dir: str | os.PathLike, training_summary: dict,
         patch_size=vision.get("patch_size", "?"),
         max_text_length=text.get("max_position_embeddings", "?"),
         usage_snippet=usage_snippet(model_ref, task, mask_token),
-        pipelines_snippet=_pipelines_snippet(model_ref, _saved_pipelines(config, task), mask_token),
+        # only snippets that run on this folder: pipelines only where they are saved (publish saves them)
+        pipelines_snippet=(_pipelines_snippet(model_ref, _saved_pipelines(config, task), mask_token)
+                           if config.get("custom_pipelines") else ""),
         pipeline_list=", ".join(f"`{t}`" for t in _saved_pipelines(config, task)),
         auto_snippet=_auto_snippet(model_ref, task),
         dataset_description=dataset_description,
