@@ -328,3 +328,54 @@ def test_saved_tokenizer_truncates_to_the_text_tower(skipped_run):
     assert batch["input_ids"].shape[1] == model.config.text_config.max_position_embeddings
     with torch.no_grad():
         assert torch.isfinite(model(**batch).pooler_output).all()
+
+
+# ---- kept + skipped = rows on every kind of source (issue 14) ----------------------------------------------------
+def run_counts(out) -> int:
+    results = json.loads((out / "train_results.json").read_text())
+    return results["skipped_examples_train"] + results["skipped_examples_validation"]
+
+
+def source_args(out, flag: str, value, *extra):
+    """`fuzz_args` with another data source flag than --train_dir (--webdataset, --dataset_name)."""
+    args = fuzz_args(out, value, *extra)
+    args[args.index("--train_dir")] = flag
+    return args
+
+
+def test_webdataset_bad_samples_are_counted_by_pretraining(tmp_path):
+    from fuzz_data import write_dirty_webdataset
+
+    shard = tmp_path / "dirty-000.tar"
+    kinds = write_dirty_webdataset(shard, num_good=12, image_size=SIZE)
+    with pytest.raises(MaskVLDataError, match=r"dirty-000\.tar sample '\d+' \(field '(caption|image)'\)"):
+        pretrain.main(source_args(tmp_path / "strict", "--webdataset", shard))
+    out = tmp_path / "skip"
+    trainer = pretrain.main(source_args(out, "--webdataset", shard, "--skip_bad_examples", "true"))
+    kept = len(trainer.train_dataset) + len(trainer.eval_dataset)
+    assert run_counts(out) == sum(bool(kind) for kind in kinds.values()) and kept == sum(not k for k in kinds.values())
+
+
+def test_hub_style_bad_rows_are_counted_by_pretraining(tmp_path):
+    """A data set read by `datasets.load_dataset` (here a local parquet folder, as a Hub repository would be):
+    null, blank and zero-token captions and an unreadable image, each counted once."""
+    scenes = make_synthetic_dataset(20, seed=11, image_size=SIZE)
+    captions = list(scenes["caption"])
+    images = [{"bytes": _png_bytes(image), "path": f"img{i}.png"} for i, image in enumerate(scenes["image"])]
+    captions[3], captions[7], captions[11] = None, "  ", "\ufffd"
+    images[15] = {"bytes": b"not an image", "path": "broken.png"}
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    ds = datasets.Dataset.from_dict({"image": images, "caption": captions}).cast_column("image", datasets.Image())
+    ds.to_parquet(str(folder / "train.parquet"))
+    out = tmp_path / "run"
+    trainer = pretrain.main(source_args(out, "--dataset_name", folder, "--skip_bad_examples", "true"))
+    assert run_counts(out) == 4 and len(trainer.train_dataset) + len(trainer.eval_dataset) == 16
+
+
+def _png_bytes(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -25,7 +25,7 @@ from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining
 
 from .arguments import parse_args
 from .checkpoints import resolve_checkpoint
-from .data import load_raw_splits, tag_splits, training_captions
+from .data import load_raw_splits, screen_examples, tag_splits, training_captions
 from .image_necessity import image_use_check
 from .model_card import pretraining_summary, write_model_card
 from .scrub import shareable_arguments
@@ -172,7 +172,10 @@ def main(argv=None) -> MaskVLPreTrainer:
                   f"{metrics.get('eval_frequency_baseline_accuracy', float('nan')):.3f} (always "
                   f"{tokenizer.convert_ids_to_tokens(baseline_id)!r}); model saved to {output_dir}")
         if model.config.use_mlm_head and data_args.image_use_check and isinstance(raw["validation"], datasets.Dataset):
-            use = image_use_check(output_dir, raw["validation"], data_args, training_args.per_device_eval_batch_size)
+            held_out = raw["validation"]
+            if data_args.skip_bad_examples:  # the rows the run skipped (unreadable lines, blank captions) skip here too
+                held_out, _ = screen_examples(held_out, split="validation", caption_column="caption")
+            use = image_use_check(output_dir, held_out, data_args, training_args.per_device_eval_batch_size)
             for name, row in use.items():
                 metrics[f"eval_image_acc1_{name}"], metrics[f"eval_blank_acc1_{name}"] = row["acc1_with"], row["acc1_blank"]
                 metrics[f"eval_delta_loss_{name}"] = row["delta_loss"]
