@@ -29,6 +29,7 @@ from .heads import (MaskVLAnswerHead, MaskVLFeatureNorm, MaskVLITMHead, MaskVLML
 from .losses import (IGNORE_INDEX, contrastive_loss, itm_loss, masked_image_loss, masked_lm_loss, mlm_accuracy,
                      vqa_loss, weighted_total)
 from .patch_embedding import ConvPatchEmbeddings, ConvStemPatchEmbeddings
+from .visible_patches import MaskTokenScatter, num_kept_patches, patch_keep_indices, visible_indices, vit_encode_subset
 
 # Every auto class a saved MaskVL folder answers to (written into config.json's auto_map on save).
 AUTO_MAP = {
@@ -335,7 +336,7 @@ class MaskVLPreTrainedModel(PreTrainedModel):
     # a task model loaded from a checkpoint of another task silently drops what it does not build: the other
     # tasks' heads, and the base-model parts its own head never reads (see MaskVLModel's arguments)
     _keys_to_ignore_on_load_unexpected = [
-        r"^(mlm_head|mim_head|itm_head|classifier)\.",
+        r"^(mlm_head|mim_head|mim_mask_tokens|itm_head|classifier)\.",
         r"^(maskvl\.)?(pooler|text_projection|visual_projection|text_projection_norm|visual_projection_norm)\.",
         r"^(maskvl\.)?logit_scale$",
         r"^(maskvl\.)?vision_model\.embeddings\.mask_token$",
@@ -347,6 +348,9 @@ class MaskVLPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, MaskVLModel) and module.logit_scale is not None:
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+        if isinstance(module, MaskTokenScatter):
+            init.normal_(module.mask_token, std=module.initializer_range)
+            init.trunc_normal_(module.position_embeddings, std=module.initializer_range)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -457,7 +461,8 @@ class MaskVLModel(MaskVLPreTrainedModel):
         if config.use_itc_head and add_projections:
             self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
             self.visual_projection = nn.Linear(config.vision_config.hidden_size, config.projection_dim, bias=False)
-            self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
+            # a 1-element tensor, not a 0-d one: FSDP2's fully_shard refuses scalar parameters
+            self.logit_scale = nn.Parameter(torch.tensor([config.logit_scale_init_value]))
             batch_norm = config.itc_feature_norm == "batch"
             self.text_projection_norm = MaskVLFeatureNorm(config.projection_dim) if batch_norm else nn.Identity()
             self.visual_projection_norm = MaskVLFeatureNorm(config.projection_dim) if batch_norm else nn.Identity()
@@ -508,13 +513,14 @@ class MaskVLModel(MaskVLPreTrainedModel):
         return self.run_vision_tower(pixel_values, bool_masked_pos).last_hidden_state
 
     def fuse(self, text_states, attention_mask, image_states, return_text=True, return_image=True,
-             output_attentions=False, output_hidden_states=False) -> MaskVLFusionOutput:
+             output_attentions=False, output_hidden_states=False, image_mask=None) -> MaskVLFusionOutput:
         """Unimodal states -> fused text (B, T, D) and fused image (B, 1 + N, D) states (a ``MaskVLFusionOutput``)."""
         if attention_mask is None:
             attention_mask = text_states.new_ones(text_states.shape[:2], dtype=torch.long)
         return self.fusion(self.text_to_fusion(text_states), attention_mask, self.image_to_fusion(image_states),
                            return_text=return_text, return_image=return_image and not self.fusion.text_only,
-                           output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                           image_mask=image_mask)
 
     # -- contrastive embeddings --------------------------------------------------------------------------
     def _require_itc(self):
@@ -606,6 +612,11 @@ class MaskVLForPreTraining(MaskVLPreTrainedModel):
     masks one modality per pair (each masked pass covers only the rows that have that modality masked).
     With ``"joint"`` (MLIM, LXMERT) one pass over the masked inputs serves every head.
 
+    Less work per step (separate passes only): ``config.mim_encoder="visible"`` runs the masked-image pass on the
+    unmasked patches alone (MAE / M3AE; the pixel decoder gets ``mim_mask_tokens`` at the masked ones);
+    ``config.patch_drop_ratio > 0`` drops that share of the unmasked image's patches from the ITC / ITM pass in
+    training (FLIP), chosen by ``patch_drop_noise`` (B, N) from the collator; the MLM pass keeps the whole image.
+
     Rows with ``itm_labels == 0`` (swapped images) only contribute to ITM. Without ``labels`` the MLM head
     scores every text position, without ``bool_masked_pos`` the pixel decoder every patch (prediction
     logits, no loss), as ``BertForPreTraining`` does.
@@ -613,12 +624,15 @@ class MaskVLForPreTraining(MaskVLPreTrainedModel):
 
     def __init__(self, config: MaskVLConfig):
         super().__init__(config)
-        self.maskvl = MaskVLModel(config, add_pooling_layer=config.use_itm_head)
+        visible = config.mim_encoder == "visible"  # the vision tower never sees a mask token then
+        self.maskvl = MaskVLModel(config, add_pooling_layer=config.use_itm_head, use_mask_token=not visible)
         width = config.cross_modal_config.hidden_size
         vision = config.vision_config
         self.mlm_head = MaskVLMLMHead(width, config.text_config.vocab_size) if config.use_mlm_head else None
         self.mim_head = (MaskVLPixelDecoder(config.cross_modal_config, vision.patch_size, vision.num_channels)
                          if config.use_mim_head else None)
+        self.mim_mask_tokens = (MaskTokenScatter(width, config.num_patches, config.initializer_range)
+                                if visible and config.use_mim_head else None)
         self.itm_head = MaskVLITMHead(width) if config.use_itm_head else None
         self.post_init()
 
@@ -631,9 +645,14 @@ class MaskVLForPreTraining(MaskVLPreTrainedModel):
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, pixel_values=None, bool_masked_pos=None, labels=None,
                 itm_labels=None, token_type_ids=None, inputs_embeds=None, output_attentions=None,
-                output_hidden_states=None) -> MaskVLForPreTrainingOutput:
+                output_hidden_states=None, patch_drop_noise=None,
+                itm_negative_index=None) -> MaskVLForPreTrainingOutput:
         """See the class docstring. Shapes: input_ids / attention_mask / labels (B, T); pixel_values
-        (B, C, H, W); bool_masked_pos (B, N); itm_labels (B,)."""
+        (B, C, H, W); bool_masked_pos (B, N); itm_labels (B,) (1 = true pair, 0 = swapped image) or
+        itm_negative_index (B,) (ALBEF-style extra negatives: row b's text with row ``itm_negative_index[b]``'s
+        image, -1 = none; every row stays a true pair and ``itm_logits`` has B + K rows, true pairs first);
+        patch_drop_noise (B, N) float (read only in
+        training with ``config.patch_drop_ratio > 0``: the patches of smallest noise are kept)."""
         cfg, base = self.config, self.maskvl
         _check_inputs(input_ids, pixel_values, bool_masked_pos, cfg, inputs_embeds)
         flags = base._flags(output_attentions, output_hidden_states)
@@ -641,6 +660,15 @@ class MaskVLForPreTraining(MaskVLPreTrainedModel):
         batch = text.shape[0]
         if attention_mask is None:
             attention_mask = torch.ones(text.shape[:2], dtype=torch.long, device=text.device)
+        if itm_negative_index is not None:
+            if itm_labels is not None:
+                raise ValueError("give `itm_labels` (swapped pairs) or `itm_negative_index` (extra in-batch "
+                                 "negatives), not both")
+            if self.itm_head is None or cfg.masked_modeling_passes != "separate":
+                raise ValueError("`itm_negative_index` needs an ITM head and masked_modeling_passes='separate' (the "
+                                 "negatives are fused from the unmasked pair's tower outputs)")
+            if tuple(itm_negative_index.shape) != (batch,):
+                raise ValueError(f"itm_negative_index must have shape ({batch},), got {tuple(itm_negative_index.shape)}")
         positive = (itm_labels == 1) if itm_labels is not None else torch.ones(batch, dtype=torch.bool,
                                                                                   device=text.device)
         text_rows = positive & (labels != IGNORE_INDEX).any(dim=1) if labels is not None else positive & False
@@ -663,24 +691,33 @@ class MaskVLForPreTraining(MaskVLPreTrainedModel):
                                  "`labels`: pass `input_ids`, not `inputs_embeds`, with `labels`.")
             clean_ids = input_ids if labels is None else torch.where(labels != IGNORE_INDEX, labels, input_ids)
             text_out = base.run_text_tower(clean_ids, attention_mask, token_type_ids, inputs_embeds, **flags)
-            image_out = base.run_vision_tower(pixel_values, **flags)
-            pair_text, pair_image = text_out.last_hidden_state, image_out.last_hidden_state  # (B, T, Dt), (B, 1+N, Dv)
+            recording = flags["output_attentions"] or flags["output_hidden_states"]
+            text_logits = self.mlm_head is not None and labels is None
+            pixel_logits = self.mim_head is not None and bool_masked_pos is None
+            # FLIP: the ITC / ITM pass sees a random subset of the patches (training, pre-training batches only)
+            keep_ids = None if pixel_logits or recording else self._patch_keep_ids(patch_drop_noise, batch)
+            if keep_ids is None:
+                image_out = base.run_vision_tower(pixel_values, **flags)
+                pair_image = image_out.last_hidden_state  # (B, 1 + N, Dv)
+            else:
+                image_out = BaseModelOutput(last_hidden_state=vit_encode_subset(base.vision_model, pixel_values,
+                                                                                keep_ids)[0])  # (B, 1 + K, Dv)
+                pair_image = image_out.last_hidden_state
+            pair_text = text_out.last_hidden_state  # (B, T, Dt)
             if self.mlm_head is not None and labels is not None and text_rows.any():
                 rows = text_rows.nonzero().squeeze(1)
                 masked_text = base.encode_text(input_ids[rows], attention_mask[rows],
                                                None if token_type_ids is None else token_type_ids[rows])
-                fused = base.fuse(masked_text, attention_mask[rows], pair_image[rows], return_image=False)
+                context = pair_image[rows] if keep_ids is None else base.encode_image(pixel_values[rows])
+                fused = base.fuse(masked_text, attention_mask[rows], context, return_image=False)
                 self._mlm(out, fused.text_last_hidden_state, labels[rows], None)
             if self.mim_head is not None and bool_masked_pos is not None and image_rows.any():
                 rows = image_rows.nonzero().squeeze(1)
-                masked_image = base.encode_image(pixel_values[rows], bool_masked_pos[rows])
-                fused = base.fuse(pair_text[rows], attention_mask[rows], masked_image, return_text=False)
-                self._mim(out, fused.image_last_hidden_state, pair_text[rows], attention_mask[rows],
-                          pixel_values[rows], bool_masked_pos[rows], None)
+                fused_image = self._masked_image_pass(pair_text[rows], attention_mask[rows], pixel_values[rows],
+                                                      bool_masked_pos[rows])
+                self._mim(out, fused_image, pair_text[rows], attention_mask[rows], pixel_values[rows],
+                          bool_masked_pos[rows], None)
             # the unmasked pair: ITM, prediction logits without labels / masks, and the requested layer outputs
-            recording = flags["output_attentions"] or flags["output_hidden_states"]
-            text_logits = self.mlm_head is not None and labels is None
-            pixel_logits = self.mim_head is not None and bool_masked_pos is None
             fusion = None
             if self.itm_head is not None or text_logits or pixel_logits or recording:
                 needs_image = (pixel_logits or recording
@@ -693,8 +730,16 @@ class MaskVLForPreTraining(MaskVLPreTrainedModel):
                               None)
 
         if self.itm_head is not None:
-            pooled = base.pooler(fusion.text_last_hidden_state, fusion.image_last_hidden_state)
-            out["itm_logits"] = self.itm_head(pooled)  # (B, 2)
+            pooled = base.pooler(fusion.text_last_hidden_state, fusion.image_last_hidden_state)  # (B, D)
+            if itm_negative_index is not None:  # ALBEF: the B true pairs, then texts with another row's image
+                rows = (itm_negative_index >= 0).nonzero().squeeze(1)  # (K,)
+                negative = base.fuse(pair_text[rows], attention_mask[rows], pair_image[itm_negative_index[rows]],
+                                     return_image=base.pooler.needs_image_stream)
+                pooled = torch.cat([pooled, base.pooler(negative.text_last_hidden_state,
+                                                        negative.image_last_hidden_state)])  # (B + K, D)
+                itm_labels = torch.cat([torch.ones(batch, dtype=torch.long, device=pooled.device),
+                                        torch.zeros(len(rows), dtype=torch.long, device=pooled.device)])
+            out["itm_logits"] = self.itm_head(pooled)  # (B, 2), or (B + K, 2) with in-batch negatives
             if itm_labels is not None:
                 out["itm_labels"] = itm_labels
         if base.text_projection is not None:
@@ -711,6 +756,38 @@ class MaskVLForPreTraining(MaskVLPreTrainedModel):
         total = weighted_total(dict(losses.items()), weights)
         return MaskVLForPreTrainingOutput(loss=total, loss_breakdown=losses if total is not None else None, **out,
                                           **layer_fields(text_out, image_out, fusion))
+
+    # -- the fast paths (issue 16) ------------------------------------------------------------------------
+    def _patch_keep_ids(self, patch_drop_noise, batch: int) -> torch.Tensor | None:
+        """Patches kept by FLIP-style dropping (B, K), or None when nothing is dropped (eval, ratio 0)."""
+        ratio = self.config.patch_drop_ratio
+        if not (self.training and ratio > 0):
+            return None
+        num_patches = self.config.num_patches
+        if patch_drop_noise is None:
+            raise ValueError(f"config.patch_drop_ratio={ratio} drops patches in training and needs `patch_drop_noise` "
+                             f"(batch, num_patches) = ({batch}, {num_patches}): use "
+                             "MaskVLDataCollator(patch_drop_noise=True), or set patch_drop_ratio=0.")
+        if tuple(patch_drop_noise.shape) != (batch, num_patches):
+            raise ValueError(f"`patch_drop_noise` must be (batch, num_patches) = ({batch}, {num_patches}); got "
+                             f"{tuple(patch_drop_noise.shape)}.")
+        return patch_keep_indices(patch_drop_noise, num_kept_patches(num_patches, ratio))
+
+    def _masked_image_pass(self, text_states, attention_mask, pixel_values, bool_masked_pos) -> torch.Tensor:
+        """Masked image + unmasked text -> fused image states (R, 1 + N, D) for the pixel decoder.
+
+        "mask_token": the vision tower and the image cross-encoder see every patch (masked -> mask token).
+        "visible": they see [CLS] + the unmasked patches only (rows padded to the widest row, padding masked out
+        of attention); ``mim_mask_tokens`` then puts a mask token at every masked patch, with decoder positions.
+        """
+        base = self.maskvl
+        if self.mim_mask_tokens is None:
+            masked_image = base.encode_image(pixel_values, bool_masked_pos)  # (R, 1 + N, Dv)
+            return base.fuse(text_states, attention_mask, masked_image, return_text=False).image_last_hidden_state
+        ids, valid = visible_indices(bool_masked_pos)  # (R, V)
+        visible_image, image_mask = vit_encode_subset(base.vision_model, pixel_values, ids, valid)  # (R, 1 + V, Dv)
+        fused = base.fuse(text_states, attention_mask, visible_image, return_text=False, image_mask=image_mask)
+        return self.mim_mask_tokens(fused.image_last_hidden_state, ids, valid)  # (R, 1 + N, D)
 
     # -- one small step per objective ---------------------------------------------------------------------
     def _mlm(self, out, fused_text, labels, rows):

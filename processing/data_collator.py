@@ -11,7 +11,9 @@ Returned keys (all torch tensors):
   after the ITM swap when negatives are on;
 * `bool_masked_pos` (B, N) bool — True = masked patch, row-major, N = (H / patch) * (W / patch);
 * `labels` (B, T) long — original ids at masked positions, -100 elsewhere;
-* `itm_labels` (B,) long — only with `itm_negatives` on: 1 = true pair, 0 = swapped image;
+* `itm_labels` (B,) long — only with swapping `itm_negatives`: 1 = true pair, 0 = swapped image;
+* `itm_negative_index` (B,) long — only with `itm_negatives="in_batch"` (ALBEF / MaskVLM): row b is ALSO scored
+  by ITM against the image of row `itm_negative_index[b]` (-1: no negative); every pair stays a true pair;
 * `patch_drop_noise` (B, N) float in [0, 1) — only with `patch_drop_noise=True`: the randomness of FLIP-style
   patch dropping (`MaskVLConfig.patch_drop_ratio`; the model keeps the patches of smallest noise), drawn after
   every other draw, so turning it on changes no mask.
@@ -52,7 +54,7 @@ import torch
 from .errors import MaskVLDataError, describe_item
 from .image_loading import load_image
 from .image_masking import IMAGE_MASKING_POLICIES, ImageMaskingPolicy, PatchGrid
-from .itm_negatives import ImageSwapNegatives
+from .itm_negatives import ImageSwapNegatives, InBatchNegatives
 from .joint_masking import JOINT_MASKING_POLICIES, JointMaskingPolicy
 from .masking_primitives import IGNORE_INDEX
 from .text_masking import TEXT_MASKING_POLICIES, TextBatch, TextMaskingPolicy
@@ -81,8 +83,8 @@ class MaskVLDataCollator:
         text_policy: name in `TEXT_MASKING_POLICIES` or an instance (default "random").
         image_policy: name in `IMAGE_MASKING_POLICIES` or an instance (default "none").
         joint_policy: name in `JOINT_MASKING_POLICIES` or an instance (default "independent").
-        itm_negatives: False (default), True (swap probability 0.5), a float probability, or an
-            `ImageSwapNegatives`.
+        itm_negatives: False (default), True (swap probability 0.5), a float probability, an
+            `ImageSwapNegatives`, or "in_batch" / an `InBatchNegatives` (extra mismatched pairs, no swap).
         text_policy_kwargs / image_policy_kwargs / joint_policy_kwargs: constructor arguments when
             the policy is given by name, e.g. `{"rate": 0.3}`.
         image_size / patch_size: override the image processor's (N = (size / patch) ** 2).
@@ -140,9 +142,11 @@ class MaskVLDataCollator:
         )
         if itm_negatives is True:
             itm_negatives = ImageSwapNegatives()
+        elif itm_negatives == "in_batch":
+            itm_negatives = InBatchNegatives()
         elif isinstance(itm_negatives, float) and not isinstance(itm_negatives, bool):
             itm_negatives = ImageSwapNegatives(itm_negatives)
-        self.itm_negatives: ImageSwapNegatives | None = itm_negatives or None
+        self.itm_negatives: ImageSwapNegatives | InBatchNegatives | None = itm_negatives or None
         if image_size is None and image_processor is not None:
             image_size = (image_processor.size.height, image_processor.size.width)
         if patch_size is None and image_processor is not None:
@@ -355,7 +359,10 @@ class MaskVLDataCollator:
             "bool_masked_pos": bool_masked_pos,
             "labels": labels,
         }
-        if self.itm_negatives is not None:
+        if isinstance(self.itm_negatives, InBatchNegatives):  # extra mismatched pairs; every pair stays true
+            groups = [f.get(self.group_column) for f in features] if self.group_column else None
+            out["itm_negative_index"] = self.itm_negatives(batch_size, generator, groups)
+        elif self.itm_negatives is not None:
             groups = [f.get(self.group_column) for f in features] if self.group_column else None
             image_index, itm_labels = self.itm_negatives(batch_size, generator, groups)
             out["pixel_values"] = pixel_values[image_index]

@@ -1,4 +1,7 @@
-"""Image-text matching (ITM) negatives made by swapping images inside the batch.
+"""Image-text matching (ITM) negatives from inside the batch: swapped images (`ImageSwapNegatives`, the pair is
+replaced) or extra mismatched pairs (`InBatchNegatives`, ALBEF / MaskVLM: every pair stays a true pair).
+
+`ImageSwapNegatives`:
 
 Each row is chosen with probability `prob` (default 0.5); the chosen rows exchange images by a
 uniformly random derangement, so no chosen row keeps its own image. Labels: `itm_labels[b] = 1`
@@ -57,4 +60,35 @@ class ImageSwapNegatives:
         return image_index, itm_labels
 
 
-__all__ = ["ImageSwapNegatives"]
+class InBatchNegatives:
+    """ALBEF / MaskVLM-style ITM negatives *in addition to* the true pairs:
+    `negatives(batch_size, generator, group_ids=None)` -> `itm_negative_index` (B,) long.
+
+    Every row stays a true pair (so MLM, MIM and ITC keep the whole batch); row b is also scored by ITM
+    against the image of row `itm_negative_index[b]`, a uniformly random derangement (never its own image).
+    With `group_ids`, a row whose drawn image shares its group (the same image, another caption) gets -1: no
+    negative for it (counted in `stats["same_group"]`). A batch of one row has no negative (-1).
+    """
+
+    def __init__(self):
+        self.stats = Counter()
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}()"
+
+    def __call__(self, batch_size: int, generator: torch.Generator, group_ids=None) -> torch.Tensor:
+        if batch_size < 2:
+            return torch.full((batch_size,), -1, dtype=torch.long)
+        index = derangement(batch_size, generator)  # (B,), index[b] != b
+        if group_ids is not None:
+            codes: dict = {}
+            groups = torch.tensor([codes.setdefault(group, len(codes)) for group in group_ids])
+            same = groups[index] == groups
+            self.stats["same_group"] += int(same.sum())
+            index = index.masked_fill(same, -1)
+        self.stats["pairs"] += batch_size
+        self.stats["negatives"] += int((index >= 0).sum())
+        return index
+
+
+__all__ = ["ImageSwapNegatives", "InBatchNegatives"]

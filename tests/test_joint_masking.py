@@ -119,3 +119,41 @@ def test_itm_small_batches():
     for seed in range(20):  # a lone chosen row gets a partner: never a 1-row "swap"
         index, labels = ImageSwapNegatives(0.2)(3, gen(seed))
         assert int((labels == 0).sum()) != 1
+
+
+def test_in_batch_negatives_keep_every_pair_and_never_pick_the_own_image():
+    from maskvl_processing.itm_negatives import InBatchNegatives
+
+    negatives = InBatchNegatives()
+    for seed in range(20):
+        index = negatives(8, torch.Generator().manual_seed(seed))
+        assert index.shape == (8,) and torch.all(index != torch.arange(8)) and torch.all(index >= 0)
+    same = InBatchNegatives()(4, torch.Generator().manual_seed(0), group_ids=["a", "a", "a", "a"])
+    assert torch.all(same == -1)  # one image shared by every caption: no row has a negative
+    assert InBatchNegatives()(1, torch.Generator().manual_seed(0)).tolist() == [-1]
+    a = InBatchNegatives()(16, torch.Generator().manual_seed(3))
+    b = InBatchNegatives()(16, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+def test_in_batch_negatives_through_the_collator_and_the_model():
+    from maskvl_processing import MaskVLDataCollator, train_wordpiece_tokenizer
+
+    from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining
+
+    tokenizer = train_wordpiece_tokenizer(["a red circle", "a blue square", "a green star"] * 10, vocab_size=60)
+    collator = MaskVLDataCollator(tokenizer, image_size=64, patch_size=8, text_policy="random",
+                                  text_policy_kwargs={"rate": 0.5}, itm_negatives="in_batch", seed=0)
+    features = [{"input_ids": tokenizer(t)["input_ids"], "pixel_values": torch.rand(3, 64, 64)}
+                for t in ["a red circle", "a blue square", "a green star", "a red star"]]
+    batch = collator(features)
+    assert "itm_labels" not in batch and batch["itm_negative_index"].shape == (4,)
+    assert torch.equal(batch["pixel_values"], torch.stack([f["pixel_values"] for f in features]))  # no swap
+    config = MaskVLConfig.from_preset("maskvlm-tiny", text_config={"vocab_size": len(tokenizer)})
+    model = MaskVLForPreTraining(config)
+    out = model(**batch)
+    assert out.itm_logits.shape == (8, 2) and out.itm_labels.tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+    assert out.loss_breakdown.itm is not None and out.loss_breakdown.itc is not None
+    assert len(out.itc_labels) == 4  # every pair stays a true pair for ITC
+    with pytest.raises(ValueError, match="not both"):
+        model(**batch, itm_labels=torch.ones(4, dtype=torch.long))

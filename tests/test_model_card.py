@@ -19,7 +19,7 @@ from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining, MaskVLForQuestio
 SUMMARY = {
     "preset": "maskvlm-tiny", "dataset": "synthetic_scenes", "dataset_description": "synthetic scenes",
     "text_masking": {"name": "objects", "rate": 0.15}, "image_masking": {"name": "block", "ratio": 0.6},
-    "joint_masking": {"name": "maskvlm"}, "itm_negative_prob": 0.5, "max_steps": 120, "num_train_epochs": None,
+    "joint_masking": {"name": "maskvlm"}, "itm_negatives": "in_batch", "max_steps": 120, "num_train_epochs": None,
     "metrics": {"eval_loss": 4.8125, "eval_mlm_accuracy": 0.2734, "eval_mlm_loss": 3.0417,
                 "frequency_baseline_accuracy": 0.1172, "eval_itm_loss": None},
     "num_train_examples": 1800, "num_eval_examples": 200, "seed": 7,

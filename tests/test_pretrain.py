@@ -85,7 +85,7 @@ def test_unknown_key_in_argument_file_is_named(tmp_path):
 
 @pytest.mark.parametrize(
     ("preset", "image", "joint", "itm"),
-    [("maskvlm-tiny", "block", "maskvlm", 0.5), ("mlim-tiny", "random", "mlim", False),
+    [("maskvlm-tiny", "block", "maskvlm", "in_batch"), ("mlim-tiny", "random", "mlim", False),
      ("lxmert-tiny", "none", "independent", 0.5)],
 )
 def test_masking_follows_the_model_unless_given(preset, image, joint, itm):
@@ -93,7 +93,7 @@ def test_masking_follows_the_model_unless_given(preset, image, joint, itm):
     kwargs = MaskingArguments().collator_kwargs(config)
     assert (kwargs["image_policy"], kwargs["joint_policy"], kwargs["itm_negatives"]) == (image, joint, itm)
     given = MaskingArguments(text_masking="objects", text_mask_rate=0.4, joint_masking="independent",
-                             itm_negative_prob=0.0).collator_kwargs(config)
+                             itm_negatives="none").collator_kwargs(config)
     assert given["text_policy"] == "objects" and given["text_policy_kwargs"]["rate"] == 0.4
     assert given["text_policy_kwargs"]["mode"] == "one" and given["joint_policy"] == "independent"
     assert given["itm_negatives"] is False
@@ -114,6 +114,13 @@ def test_masking_that_the_model_cannot_learn_from_is_refused():
     config = MaskVLConfig.from_preset("mlim-tiny")
     with pytest.raises(ValueError, match="ITM head"):
         MaskingArguments(itm_negative_prob=0.3).collator_kwargs(config)
+    with pytest.raises(ValueError, match="only applies to --itm_negatives swap"):
+        MaskingArguments(itm_negative_prob=0.3).collator_kwargs(MaskVLConfig.from_preset("maskvlm-tiny"))
+    with pytest.raises(ValueError, match="needs masked_modeling_passes='separate'"):
+        MaskingArguments(itm_negatives="in_batch").collator_kwargs(MaskVLConfig.from_preset("lxmert-tiny"))
+    swap = MaskingArguments(itm_negatives="swap", itm_negative_prob=0.25).collator_kwargs(
+        MaskVLConfig.from_preset("maskvlm-tiny"))
+    assert swap["itm_negatives"] == 0.25
     with pytest.raises(ValueError, match="pixel head"):
         MaskingArguments(image_masking="block").collator_kwargs(MaskVLConfig.from_preset("lxmert-tiny"))
 

@@ -248,7 +248,15 @@ class MaskingArguments:
     )
     itm_negative_prob: float | None = field(
         default=None,
-        metadata={"help": "Probability that a pair gets a swapped image (ITM negative); None = 0.5 with an ITM head, else 0."},
+        metadata={"help": "--itm_negatives swap: probability that a pair gets a swapped image; None = 0.5."},
+    )
+    itm_negatives: str = field(
+        default="auto",
+        metadata={"help": "ITM negatives: in_batch (ALBEF / MaskVLM: every pair stays a true pair for MLM, MIM and "
+                  "ITC, and each text is also matched against another row's image), swap (a share "
+                  "--itm_negative_prob of the pairs gets another row's image and leaves MLM / MIM / ITC), none; "
+                  "auto = in_batch for a model with an ITM head and separate passes, swap for a joint-pass model "
+                  "(LXMERT), none without an ITM head."},
     )
     eval_mask_seed: int = field(
         default=1234, metadata={"help": "Seed of the evaluation masks (the same masks at every evaluation)."}
@@ -257,6 +265,7 @@ class MaskingArguments:
     def __post_init__(self):
         _check_choice("text_masking", self.text_masking, TEXT_MASKING_POLICIES)
         _check_choice("text_mask_mode", self.text_mask_mode, ("one", "rate"))
+        _check_choice("itm_negatives", self.itm_negatives, ("auto", "in_batch", "swap", "none"))
         if self.image_masking is not None:
             _check_choice("image_masking", self.image_masking, IMAGE_MASKING_POLICIES)
         if self.joint_masking is not None:
@@ -285,14 +294,25 @@ class MaskingArguments:
                 joint = "maskvlm"
             else:
                 joint = "independent"
+        if (self.itm_negative_prob or 0) > 0 and not config.use_itm_head:
+            raise ValueError(f"--itm_negative_prob {self.itm_negative_prob} needs a model with an ITM head (preset "
+                             f"{config.preset!r} has none)")
+        mode = self.itm_negatives
+        if mode == "auto":
+            mode = ("in_batch" if config.masked_modeling_passes == "separate" else "swap") if config.use_itm_head \
+                else "none"
+        if mode != "none" and not config.use_itm_head:
+            raise ValueError(f"--itm_negatives {mode} needs a model with an ITM head (preset {config.preset!r} has none)")
+        if mode == "in_batch" and config.masked_modeling_passes != "separate":
+            raise ValueError("--itm_negatives in_batch needs masked_modeling_passes='separate'; use swap")
         itm = self.itm_negative_prob
         if itm is None:
-            itm = 0.5 if config.use_itm_head else 0.0
-        if itm > 0 and not config.use_itm_head:
-            raise ValueError(f"--itm_negative_prob {itm} needs a model with an ITM head (preset {config.preset!r} has none)")
+            itm = 0.5 if mode == "swap" else 0.0
+        if itm > 0 and mode != "swap":
+            raise ValueError(f"--itm_negative_prob {itm} only applies to --itm_negatives swap (got {mode})")
         if image != "none" and not config.use_mim_head:
             raise ValueError(f"--image_masking {image!r} needs a model with a pixel head (preset {config.preset!r} has none)")
-        return {"image_masking": image, "joint_masking": joint, "itm_negative_prob": itm}
+        return {"image_masking": image, "joint_masking": joint, "itm_negative_prob": itm, "itm_negatives": mode}
 
     def block_pixels(self, config) -> int | None:
         """Aligned block side in pixels for the block policy (None = BEiT-style blocks)."""
@@ -332,7 +352,8 @@ class MaskingArguments:
             "image_policy_kwargs": image_kwargs,
             "joint_policy": resolved["joint_masking"],
             "joint_policy_kwargs": joint_kwargs,
-            "itm_negatives": float(resolved["itm_negative_prob"]) if resolved["itm_negative_prob"] > 0 else False,
+            "itm_negatives": ("in_batch" if resolved["itm_negatives"] == "in_batch" else
+                              float(resolved["itm_negative_prob"]) if resolved["itm_negative_prob"] > 0 else False),
             # FLIP-style patch dropping (config.patch_drop_ratio) takes its randomness from the collator
             "patch_drop_noise": getattr(config, "patch_drop_ratio", 0.0) > 0,
         }

@@ -203,7 +203,7 @@ def pretraining_summary(model, data_args, masking, training_args, metrics, num_t
         "dataset": data_args.dataset_name or data_args.train_dir or data_args.webdataset or "synthetic_scenes",
         "dataset_description": data_args.source_description,
         "text_masking": policy("text"), "image_masking": policy("image"), "joint_masking": policy("joint"),
-        "itm_negative_prob": masking["itm_negatives"] or 0.0,
+        "itm_negatives": masking["itm_negatives"] or "none",  # "in_batch", a swap probability, or "none"
         "max_steps": training_args.max_steps,
         "num_train_epochs": None if training_args.max_steps > 0 else training_args.num_train_epochs,
         "metrics": final, "num_train_examples": num_train, "num_eval_examples": num_eval, "seed": training_args.seed,
