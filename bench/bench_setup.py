@@ -8,6 +8,12 @@ length, batch size and vocabulary (:class:`BenchSize`):
   stream of ``num_layers`` layers is the whole model, like ViLT); the MaskVLM pixel decoder keeps the
   preset's 3 blocks. ``maskvlm-1pass`` is the maskvlm preset with ``masked_modeling_passes="joint"``;
   ``maskvlm-textpool`` is the maskvlm preset with ``pooling="text"`` (ALBEF-style ITM from the text stream).
+  Less work per step (issue 16): ``maskvlm-visible`` -- ``mim_encoder="visible"`` (MAE: the MIM pass encodes only
+  the unmasked patches); ``maskvlm-drop50`` -- ``patch_drop_ratio=0.5`` (FLIP: half the patches of the ITC/ITM
+  pass dropped); ``maskvlm-fast`` -- both; ``maskvlm-textpool-fast`` -- both with ``pooling="text"``;
+  ``maskvlm-dyntext`` -- the preset with text padded to each batch's
+  longest caption instead of ``text_length``. ``maskvlm-itcitm`` / ``maskvlm-drop50-itcitm`` -- the ITC/ITM pass
+  alone (no MLM / MIM targets in the batch), without and with patch dropping.
 * ``flava`` -- transformers' ``FlavaForPreTraining`` (text, image and multimodal encoders of ``num_layers``
   each; image vocabulary 8192 as in FLAVA). Its MIM targets are codebook tokens: we pass random token ids
   instead of running the DALL-E codebook, so FLAVA's step is timed *without* its codebook (in its favour).
@@ -40,9 +46,25 @@ from maskvl_train.arguments import MaskingArguments  # the pre-training script's
 
 from modeling_maskvl import MaskVLConfig, MaskVLForPreTraining
 
-MASKVL_MODELS = ("maskvlm", "maskvlm-1pass", "maskvlm-textpool", "mlim", "lxmert")
+MASKVL_MODELS = ("maskvlm", "maskvlm-1pass", "maskvlm-textpool", "maskvlm-visible", "maskvlm-drop50", "maskvlm-fast",
+                 "maskvlm-textpool-fast", "maskvlm-dyntext", "maskvlm-itcitm", "maskvlm-drop50-itcitm", "mlim",
+                 "lxmert")
 BASELINES = ("flava", "vilt")
 ALL_MODELS = MASKVL_MODELS + BASELINES
+# config overrides of the maskvlm variants (on top of the preset at the bench size)
+MASKVLM_VARIANTS = {
+    "maskvlm-1pass": {"masked_modeling_passes": "joint"},
+    "maskvlm-textpool": {"pooling": "text"},
+    "maskvlm-visible": {"mim_encoder": "visible"},
+    "maskvlm-drop50": {"patch_drop_ratio": 0.5},
+    "maskvlm-fast": {"mim_encoder": "visible", "patch_drop_ratio": 0.5},
+    "maskvlm-textpool-fast": {"pooling": "text", "mim_encoder": "visible", "patch_drop_ratio": 0.5},
+    "maskvlm-drop50-itcitm": {"patch_drop_ratio": 0.5},
+}
+ITC_ITM_ONLY = ("maskvlm-itcitm", "maskvlm-drop50-itcitm")  # batches without MLM / MIM targets
+# what `bench/train_step.py` compares by default: the issue-11 set and the fast paths at their defaults
+DEFAULT_MODELS = ("maskvlm", "maskvlm-1pass", "maskvlm-textpool", "maskvlm-visible", "maskvlm-drop50", "maskvlm-fast",
+                  "maskvlm-textpool-fast", "mlim", "lxmert", "flava", "vilt")
 FLAVA_IMAGE_VOCAB = 8192  # DALL-E codebook size used by FLAVA's masked-image targets
 
 
@@ -97,8 +119,7 @@ def maskvl_config(name: str, size: BenchSize) -> MaskVLConfig:
     base = MaskVLConfig.from_preset(preset)
     text_layers = size.num_layers if base.text_config.num_hidden_layers else 0
     vision_layers = size.num_layers if base.vision_config.num_hidden_layers else 0
-    overrides = {"maskvlm-1pass": {"masked_modeling_passes": "joint"},
-                 "maskvlm-textpool": {"pooling": "text"}}.get(name, {})
+    overrides = MASKVLM_VARIANTS.get(name, {})
     return MaskVLConfig.from_preset(
         preset,
         text_config={**_encoder(size, text_layers), "vocab_size": size.vocab_size,
@@ -206,6 +227,10 @@ def collator_kwargs(name: str, config=None) -> dict:
 
 def to_model_inputs(name: str, batch: dict, size: BenchSize, generator: torch.Generator) -> dict:
     """Collator output -> the forward arguments of bench model ``name``."""
+    if name in ITC_ITM_ONLY:  # the unmasked pair only: ITC + ITM (no masked text, no masked patches)
+        batch = dict(batch, labels=torch.full_like(batch["labels"], -100),
+                     bool_masked_pos=torch.zeros_like(batch["bool_masked_pos"]),
+                     input_ids=torch.where(batch["labels"] != -100, batch["labels"], batch["input_ids"]))
     if name in MASKVL_MODELS:
         return batch
     if name == "vilt":
@@ -229,8 +254,9 @@ def make_batches(name: str, model: torch.nn.Module, data: BenchData, size: Bench
     if len(data.features) < size.batch_size:
         raise ValueError(f"{len(data.features)} examples are fewer than one batch of {size.batch_size}")
     config = model.config if name in MASKVL_MODELS else None
+    pad = None if name == "maskvlm-dyntext" else size.text_length  # dyntext: each batch's longest caption
     collator = MaskVLDataCollator(data.tokenizer, data.image_processor, seed=seed, max_length=size.text_length,
-                                  pad_to_multiple_of=size.text_length, **collator_kwargs(name, config))
+                                  pad_to_multiple_of=pad, **collator_kwargs(name, config))
     generator = torch.Generator().manual_seed(seed)
     batches = []
     for index in range(num_batches):

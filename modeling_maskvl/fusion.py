@@ -214,33 +214,37 @@ class MaskVLFusion(nn.Module):
             self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, text_states, text_mask, image_states, return_text=True, return_image=True,
-                output_hidden_states=False, output_attentions=False) -> MaskVLFusionOutput:
-        """text_states (B, T, D), text_mask (B, T) 1 = token, image_states (B, N, D).
+                output_hidden_states=False, output_attentions=False, image_mask=None) -> MaskVLFusionOutput:
+        """text_states (B, T, D), text_mask (B, T) 1 = token, image_states (B, N, D), image_mask (B, N) 1 = token
+        or None (every image token is real; visible-only encoding pads rows with fewer visible patches).
 
         Returns a :class:`MaskVLFusionOutput`. With "cross" fusion a side that is not asked for is not computed.
         """
         if return_image and self.text_only and self.fusion_type != "single_stream":
             raise ValueError("This fusion module was built for fused text states only (text_only=True).")
         text_keys = additive_key_mask(text_mask, text_states.dtype)
+        image_keys = additive_key_mask(image_mask, image_states.dtype)
         text_rec = _Recorder(output_hidden_states, output_attentions, self.fusion_type != "single_stream")
         image_rec = _Recorder(output_hidden_states, output_attentions, self.fusion_type != "single_stream")
         if self.fusion_type == "cross":
             fused_text = fused_image = None
             text_rec_out = image_rec_out = (None, None, None)
             if return_text:
-                fused_text, text_rec_out = self.text_encoder(text_states, text_keys, image_states, None, text_rec)
+                fused_text, text_rec_out = self.text_encoder(text_states, text_keys, image_states, image_keys,
+                                                             text_rec)
             if return_image:
-                fused_image, image_rec_out = self.image_encoder(image_states, None, text_states, text_keys, image_rec)
+                fused_image, image_rec_out = self.image_encoder(image_states, image_keys, text_states, text_keys,
+                                                                image_rec)
         elif self.fusion_type == "co_attention":
             text, image = text_states, image_states
             text_rec.state(text)
             image_rec.state(image)
             for i, text_layer in enumerate(self.text_layers):
-                new_text, text_self, text_cross = text_layer(text, text_keys, image, None)
+                new_text, text_self, text_cross = text_layer(text, text_keys, image, image_keys)
                 text_rec.state(new_text)
                 text_rec.weights(text_self, text_cross)
                 if i < len(self.image_layers):
-                    image, image_self, image_cross = self.image_layers[i](image, None, text, text_keys)
+                    image, image_self, image_cross = self.image_layers[i](image, image_keys, text, text_keys)
                     image_rec.state(image)
                     image_rec.weights(image_self, image_cross)
                 text = new_text
@@ -252,7 +256,7 @@ class MaskVLFusion(nn.Module):
             num_text = text_states.shape[1]
             stream = torch.cat([text_states + self.modality_embeddings.weight[0],
                                 image_states + self.modality_embeddings.weight[1]], dim=1)  # (B, T + N, D)
-            image_keep = text_mask.new_ones(image_states.shape[:2])
+            image_keep = text_mask.new_ones(image_states.shape[:2]) if image_mask is None else image_mask.to(text_mask)
             stream_keys = additive_key_mask(torch.cat([text_mask, image_keep], dim=1), stream.dtype)
 
             def record(stream):  # the next layer reads the recorded parts, so gradients reach them (probing)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModel, ViTConfig
 
-from modeling_maskvl.patch_embedding import ConvPatchEmbeddings
+from modeling_maskvl.patch_embedding import ConvPatchEmbeddings, ConvStemPatchEmbeddings
 from modeling_maskvl.visible_patches import (
     MaskTokenScatter,
     gather_tokens,
@@ -127,12 +127,13 @@ def tiny_vit(patch_embedder="linear", attn="sdpa", seed=0):
     config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                        image_size=32, patch_size=8, qkv_bias=True, attn_implementation=attn)
     model = AutoModel.from_config(config, add_pooling_layer=False, use_mask_token=True)
-    if patch_embedder == "conv":
-        model.embeddings.patch_embeddings = ConvPatchEmbeddings(config)
+    if patch_embedder != "linear":
+        embedder = {"conv": ConvPatchEmbeddings, "conv_stem": ConvStemPatchEmbeddings}[patch_embedder]
+        model.embeddings.patch_embeddings = embedder(config)
     return model.eval()
 
 
-@pytest.mark.parametrize("patch_embedder", ["linear", "conv"])
+@pytest.mark.parametrize("patch_embedder", ["linear", "conv", "conv_stem"])
 def test_vit_on_every_patch_equals_the_vit_itself(patch_embedder):
     model = tiny_vit(patch_embedder)
     pixels = torch.randn(3, 3, 32, 32)
