@@ -6,7 +6,7 @@
 #   visible     --config_overrides '{"mim_encoder": "visible"}'   (MAE: MIM encodes only the unmasked patches)
 #   drop50      --config_overrides '{"patch_drop_ratio": 0.5}'    (FLIP: half the patches out of ITC/ITM)
 #   fast        both
-# then, for each: held-out MLM / MIM loss, MLM and ITM accuracy (pretrain.py's final evaluation), retrieval
+# then, for each: held-out MLM / MIM / ITC / ITM loss, MLM and ITM accuracy (pretrain.py's final evaluation), retrieval
 # R@k (evaluate_retrieval.py) and the image-necessity table of all four (evaluate_image_necessity.py).
 # About 4 x 6 minutes on a quiet 2-core CPU; run it on an idle machine (it trains).
 #
@@ -40,7 +40,7 @@ import json, sys
 from pathlib import Path
 
 out, variants = Path(sys.argv[1]), sys.argv[2:]
-keys = ["eval_mlm_loss", "eval_mim_loss", "eval_mlm_accuracy", "eval_itm_accuracy", "eval_itc_loss"]
+keys = ["eval_mlm_loss", "eval_mim_loss", "eval_itc_loss", "eval_itm_loss", "eval_mlm_accuracy", "eval_itm_accuracy"]
 print("\n| variant | " + " | ".join(k.removeprefix("eval_") for k in keys) + " | t2i R@1 | t2i R@5 | train s |")
 print("|---" * (len(keys) + 4) + "|")
 for variant in variants:

@@ -209,5 +209,5 @@ def test_pretraining_script_runs_both_fast_paths(tmp_path):
     saved = json.loads((tmp_path / "config.json").read_text())
     assert (saved["mim_encoder"], saved["patch_drop_ratio"]) == ("visible", 0.5)
     metrics = json.loads((tmp_path / "eval_results.json").read_text())
-    assert metrics["eval_loss"] > 0 and 0 <= metrics["eval_itm_accuracy"] <= 1  # evaluation never drops patches
+    assert metrics["eval_mim_loss"] > 0 and metrics["eval_itm_loss"] > 0 and metrics["eval_itc_loss"] > 0
     assert (tmp_path / "visible_patches.py").is_file()  # copied with the remote code
