@@ -651,8 +651,9 @@ class MaskVLForPreTraining(MaskVLPreTrainedModel):
         (B, C, H, W); bool_masked_pos (B, N); itm_labels (B,) (1 = true pair, 0 = swapped image) or
         itm_negative_index (B,) (ALBEF-style extra negatives: row b's text with row ``itm_negative_index[b]``'s
         image, -1 = none; every row stays a true pair and ``itm_logits`` has B + K rows, true pairs first);
-        patch_drop_noise (B, N) float (read only in
-        training with ``config.patch_drop_ratio > 0``: the patches of smallest noise are kept)."""
+        patch_drop_noise (B, N) float (read only in training with ``config.patch_drop_ratio > 0``: the patches
+        of smallest noise are kept; calls without ``bool_masked_pos`` or that record hidden states / attentions
+        see every patch)."""
         cfg, base = self.config, self.maskvl
         _check_inputs(input_ids, pixel_values, bool_masked_pos, cfg, inputs_embeds)
         flags = base._flags(output_attentions, output_hidden_states)
