@@ -57,3 +57,14 @@ def test_config_accepts_conv_stem_and_trains(tmp_path):
     with pytest.raises(ValueError, match="power of two"):
         MaskVLConfig.from_preset("maskvlm-tiny", vision_config={"patch_embedder": "conv_stem", "patch_size": 12,
                                                                 "image_size": 48})
+
+
+@pytest.mark.parametrize("name", ["maskvlm-small", "mlim-small", "lxmert-small"])
+def test_small_presets_use_the_stem_and_the_fan_in_init_scale(name):
+    config = MaskVLConfig.from_preset(name)
+    assert config.vision_config.patch_embedder == "conv_stem" and config.num_patches == 16
+    assert config.initializer_range == pytest.approx(128 ** -0.5)
+    model = MaskVLForPreTraining(config)
+    weights = [p for n, p in model.named_parameters() if p.dim() == 2 and "embeddings" not in n and p.numel() > 4096]
+    stds = torch.tensor([w.std().item() for w in weights])
+    assert torch.allclose(stds, torch.full_like(stds, 128 ** -0.5), rtol=0.15)  # not BERT's 0.02

@@ -385,7 +385,9 @@ class MaskVLPreTrainer(GuardedTrainerMixin, Trainer):
             if self.baseline_token_id is not None:
                 hits = (labels == self.baseline_token_id).sum().double()
                 window[_SLOT["baseline_correct"]] += torch.stack([hits, labels.new_tensor(labels.numel(), dtype=torch.float64)])
-        itm_labels = inputs.get("itm_labels")
+        itm_labels = getattr(outputs, "itm_labels", None)  # with in-batch negatives the model builds them
+        if itm_labels is None:
+            itm_labels = inputs.get("itm_labels")
         if outputs.itm_logits is not None and itm_labels is not None:
             correct = (outputs.itm_logits.detach().argmax(dim=-1) == itm_labels).sum().double()
             window[_SLOT["itm_correct"]] += torch.stack([correct, itm_labels.new_tensor(itm_labels.numel(), dtype=torch.float64)])
