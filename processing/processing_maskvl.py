@@ -63,6 +63,26 @@ class MaskVLProcessor(ProcessorMixin):
             )
         return data
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`ProcessorMixin.save_pretrained`, without the truncation/padding a fast tokenizer's last call left on
+        its backend. transformers 5 writes that state into `tokenizer.json` and turns it into init kwargs on load
+        (`max_length`, `pad_to_multiple_of`, ...), which `_merge_kwargs` then makes this processor's defaults: a
+        collator's `max_length=40` would silently replace the tokenizer's `model_max_length`. Settings given to
+        the tokenizer on purpose (init kwargs) are kept: they are saved in `tokenizer_config.json`."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        truncation, padding = backend.truncation, backend.padding
+        backend.no_truncation()
+        backend.no_padding()
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:  # the tokenizer in memory keeps its state (the next call sets it anyway)
+            if truncation is not None:
+                backend.enable_truncation(**truncation)
+            if padding is not None:
+                backend.enable_padding(**padding)
+
     def batch_decode(self, *args, **kwargs):
         """Forwarded to the tokenizer's `batch_decode`."""
         return self.tokenizer.batch_decode(*args, **kwargs)

@@ -94,12 +94,19 @@ def test_a_model_that_ignores_the_image_gets_zero_delta_and_one_that_uses_it_doe
     _, collator = collate(mask, rows, seed=5)
     blind = necessity.score_masks(TextOnlyLM(len(tiny_tokenizer())), rows, pixel_values, mismatch, collator, 16)
     assert blind["num_tokens"] > 0 and blind["num_captions_scored"] > 0
-    for variant in ("delta_blank", "delta_mismatched"):
-        assert blind[variant] == {"loss": 0.0, "exp_loss": 0.0, "acc@1": 0.0, "acc@5": 0.0}
+    for variant in ("delta_blank", "delta_mismatched"):  # paired per-token Δs are all 0: so is their interval
+        assert blind[variant] == {"loss": 0.0, "exp_loss": 0.0, "acc@1": 0.0, "acc@5": 0.0,
+                                  "loss_ci95": [0.0, 0.0], "acc@1_ci95": [0.0, 0.0]}
     seeing = necessity.score_masks(TextOnlyLM(len(tiny_tokenizer()), use_image=True), rows, pixel_values, mismatch,
                                    collator, 16)
     assert seeing["num_tokens"] == blind["num_tokens"], "the same masked positions with and without the image"
     assert seeing["delta_blank"]["loss"] != 0.0 and seeing["delta_mismatched"]["loss"] != 0.0
+    for variant in ("delta_blank", "delta_mismatched"):  # paired bootstrap 95% intervals over the masked tokens
+        for metric in ("loss", "acc@1"):
+            low, high = seeing[variant][f"{metric}_ci95"]
+            assert low - 1e-6 <= seeing[variant][metric] <= high + 1e-6, (variant, metric, low, high)
+        low, high = seeing[variant]["loss_ci95"]
+        assert low < high, f"{variant}: the per-token loss changes differ, the interval has a width"
 
 
 def test_bad_arguments_are_named(tmp_path):

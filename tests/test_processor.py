@@ -105,6 +105,25 @@ def test_save_load_round_trip_and_auto(processor, tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in b)
 
 
+def test_a_tokenizer_call_does_not_change_the_saved_truncation(tmp_path):
+    """A collator's `max_length=40` call leaves truncation/padding on the fast tokenizer's backend; transformers 5
+    would save it in tokenizer.json and make it the reloaded processor's default. The saved processor truncates
+    at `model_max_length`; a `max_length` given to the tokenizer on purpose still wins after a reload."""
+    tokenizer = train_wordpiece_tokenizer(CAPTIONS, vocab_size=300)
+    tokenizer.model_max_length = 64
+    tokenizer(["a red ball"], truncation=True, max_length=40, padding="max_length", pad_to_multiple_of=8)
+    processor = MaskVLProcessor(MaskVLImageProcessor(size={"height": 32, "width": 32}, patch_size=8), tokenizer)
+    processor.save_pretrained(tmp_path / "p")
+    assert tokenizer.backend_tokenizer.truncation["max_length"] == 40  # the object in memory is left as it was
+    long_caption = [" ".join(CAPTIONS)]
+    reloaded = MaskVLProcessor.from_pretrained(tmp_path / "p")
+    assert reloaded(text=long_caption)["input_ids"].shape == (1, 64)
+    assert reloaded(text=["a red ball"])["input_ids"].shape == (1, 5)  # padding='longest', no leaked multiple of 8
+    chosen = MaskVLProcessor.from_pretrained(tmp_path / "p", max_length=24)
+    chosen.save_pretrained(tmp_path / "chosen")
+    assert MaskVLProcessor.from_pretrained(tmp_path / "chosen")(text=long_caption)["input_ids"].shape == (1, 24)
+
+
 def test_remote_code_files_import_only_allowed_modules(processor, tmp_path):
     processor.save_pretrained(tmp_path)
     files = sorted(tmp_path.glob("*.py"))
