@@ -262,23 +262,25 @@ PRESETS = {
 }
 
 
-def _small(preset: dict, text_layers: int, vision_layers: int, fusion_layers: int, decoder_layers: int) -> dict:
-    """A "-small" preset: width 128 (4 heads), 64-px images in 16-px patches from the early-convolution stem, and
-    every weight initialised with std 1/sqrt(128) ~= 0.088 -- the CPU default run's size (see docs/pretraining.md).
+def _small(preset: dict, text_layers: int, vision_layers: int, fusion_layers: int, decoder_layers: int,
+           width: int = 64) -> dict:
+    """A "-small" preset: the CPU default run's model. The tiny width (64, 2 heads), but 64-px images in 16-px
+    patches from the early-convolution stem, and every weight initialised with std 1/sqrt(width) (0.125).
 
-    Why not BERT's 0.02: that std is tuned for width 768; at width 64-128 every linear layer then shrinks its input
-    about 5-8x, the cross-attention path (value, output) about 30-60x, and the image tower's gradient is 100x
-    smaller than the text tower's at initialisation (measured: 0.03 vs 3.9), so the model learns the text-only
-    solution and ignores the image. 1/sqrt(width) (LeCun fan-in scale) keeps the signal's size through a layer."""
-    std = 128 ** -0.5
+    Why not BERT's 0.02: that std is tuned for width 768; at width 64 every linear layer then shrinks its input
+    about 6x, the cross-attention path (value, output) about 40x, and the image tower's gradient is 100x smaller
+    than the text tower's at initialisation (measured: 0.03 vs 3.9), so the model learns the text-only solution
+    and ignores the image. 1/sqrt(width) (LeCun's fan-in scale) keeps the signal's size through a layer.
+    Width 128 was measured too: per step it learned no faster and each step costs 2x (docs/pretraining.md)."""
+    std = width ** -0.5
+    heads = max(2, width // 32)
     out = copy.deepcopy(preset)
-    out["text_config"] = {**_text(128, text_layers, 4, 1024, 64), "initializer_range": std}
-    out["vision_config"] = {**_vision(128, vision_layers, 4, 64, 16, "conv_stem"), "initializer_range": std}
+    out["text_config"] = {**_text(width, text_layers, heads, 1024, 64), "initializer_range": std}
+    out["vision_config"] = {**_vision(width, vision_layers, heads, 64, 16, "conv_stem"), "initializer_range": std}
     fusion = out["cross_modal_config"]["fusion_type"]
-    out["cross_modal_config"] = {**_cross_modal(fusion, 128, fusion_layers, 4, decoder_layers), "initializer_range": std}
+    out["cross_modal_config"] = {**_cross_modal(fusion, width, fusion_layers, heads, decoder_layers),
+                                 "initializer_range": std}
     out["initializer_range"] = std
-    if "projection_dim" in out:
-        out["projection_dim"] = 64
     return out
 
 

@@ -25,7 +25,8 @@ from modeling_maskvl import MaskVLConfig
 def tiny_args(output_dir, *extra, steps=3, examples=40):
     """Command line of a tiny, fast run (32-px images, a few steps, no intermediate eval or checkpoints)."""
     return [
-        "--output_dir", str(output_dir), "--image_size", "32", "--synthetic_num_examples", str(examples),
+        "--output_dir", str(output_dir), "--preset", "maskvlm-tiny", "--image_size", "32",
+        "--synthetic_num_examples", str(examples),
         "--eval_size", "16", "--baseline_examples", str(examples), "--max_steps", str(steps),
         "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--logging_steps", "1",
         "--eval_strategy", "no", "--save_strategy", "no", "--tokenizer_vocab_size", "200",
@@ -54,9 +55,11 @@ def test_arguments_from_yaml_and_json_files_with_command_line_overrides(tmp_path
         assert training.output_dir == str(tmp_path / "run")
 
 
-def test_defaults_are_the_tiny_cpu_run():
-    model, _, _, training = parse_args(argv=[])
-    assert model.preset == "maskvlm-tiny" and training.output_dir == "outputs/pretrain"
+def test_defaults_are_the_small_cpu_run():
+    model, _, masking, training = parse_args(argv=[])
+    assert model.preset == "maskvlm-small" and training.output_dir == "outputs/pretrain"
+    assert model.image_size is None  # the preset's own 64 px
+    assert masking.itm_negatives == "auto" and training.max_steps == 3000
     assert training.remove_unused_columns is False and training.max_steps > 0
     assert isinstance(training, PretrainingArguments)
 

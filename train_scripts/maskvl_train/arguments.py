@@ -40,15 +40,15 @@ class ModelArguments:
     """Which model to train and how to build it."""
 
     preset: str = field(
-        default="maskvlm-tiny",
-        metadata={"help": "MaskVLConfig preset: maskvlm, mlim, lxmert, or their -tiny versions."},
+        default="maskvlm-small",
+        metadata={"help": "MaskVLConfig preset: maskvlm, mlim, lxmert, or their -small (the CPU default run) or -tiny (tests) versions."},
     )
     model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "Continue pre-training a saved MaskVL checkpoint (folder or Hub id) instead of a preset."},
     )
     image_size: int | None = field(
-        default=32, metadata={"help": "Image side in pixels (default 32, the tiny CPU run; 0 = the preset's own)."})
+        default=0, metadata={"help": "Image side in pixels (0 = the preset's own: 64 for -small / -tiny, 224 for base)."})
     patch_size: int | None = field(default=None, metadata={"help": "ViT patch side in pixels (None = the preset's)."})
     hidden_size: int | None = field(
         default=None,
@@ -395,7 +395,7 @@ class PretrainingArguments(ShareablePickleMixin, TrainingArguments):
     """
 
     output_dir: str | None = field(default="outputs/pretrain", metadata={"help": "Where checkpoints and the model go."})
-    max_steps: int = field(default=600, metadata={"help": "Optimizer steps (overrides --num_train_epochs when > 0)."})
+    max_steps: int = field(default=3000, metadata={"help": "Optimizer steps (overrides --num_train_epochs when > 0)."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device for training."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for evaluation."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate."})
@@ -404,8 +404,8 @@ class PretrainingArguments(ShareablePickleMixin, TrainingArguments):
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
     logging_steps: float = field(default=25, metadata={"help": "Log the loss parts every this many steps."})
     eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: no, steps, epoch."})
-    eval_steps: float | None = field(default=200, metadata={"help": "Evaluate every this many steps."})
-    save_steps: float = field(default=200, metadata={"help": "Save a checkpoint every this many steps."})
+    eval_steps: float | None = field(default=1000, metadata={"help": "Evaluate every this many steps."})
+    save_steps: float = field(default=1000, metadata={"help": "Save a checkpoint every this many steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep the image / word-class columns: the collator needs them."}

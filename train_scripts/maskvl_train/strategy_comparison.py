@@ -99,6 +99,11 @@ class CompareArguments:
     tokenizer_vocab_size: int = field(default=1000)
     extra_pretrain_args: str = field(default="", metadata={"help": "More pretrain.py flags for every run."})
     reuse_pretraining: bool = field(default=True, metadata={"help": "Skip runs whose checkpoint already exists."})
+    pretrain_only: bool = field(
+        default=False,
+        metadata={"help": "Stop after pre-training (e.g. to pre-train seeds in parallel processes into one "
+                  "--output_dir; a last run without this flag reuses them and evaluates)."},
+    )
     necessity_eval_size: int = field(default=300)
     vqa_max_train_samples: int = field(default=2000, metadata={"help": "easy-VQA fine-tuning pool (all of it used)."})
     vqa_max_test_samples: int = field(default=600)
@@ -420,6 +425,9 @@ def main(argv: list[str] | None = None) -> dict:
         logger.info("pre-training %d/%d: %s", index, len(grid), run_name(strategy, fraction, seed))
         runs[strategy][fraction][seed] = {"pretraining": run_pretraining(args, strategy, fraction, seed, tokenizer)}
     after_pretraining = time.perf_counter()
+    if args.pretrain_only:
+        logger.info("pre-trained %d runs in %.1f min (--pretrain_only)", len(grid), (after_pretraining - start) / 60)
+        return {"runs": runs, "seconds": {"pretraining": after_pretraining - start}}
 
     # 2. image necessity on every checkpoint (same held-out pairs, same masks), then downstream per checkpoint
     names = [run_name(*key) for key in grid]
