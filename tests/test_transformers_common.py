@@ -13,6 +13,9 @@ Every overridden test names the convention difference behind it (README, "Model 
 * ``_prepare_for_class``: MaskVL's labels (pre-training ``labels`` / ``bool_masked_pos`` / ``itm_labels``, VQA
   answer ids, retrieval ``return_loss``) are not in the mixin's label table, so they are added as
   ``BertModelTest`` adds its pre-training labels.
+* ``test_bc_torch_dtype`` and ``test_eager_matches_sdpa_inference_*`` run on one class (``ONE_CLASS_TESTS``): they
+  check loading code and a vision tower every class shares; ``test_fused_states_eager_matches_sdpa`` compares the
+  fused states, which the mixin's eager-vs-sdpa test does not read.
 """
 
 import copy
@@ -21,12 +24,14 @@ from unittest import mock
 
 import pytest
 import torch
+from transformers.modeling_utils import AttentionInterface
 from transformers.models.auto import modeling_auto
 from transformers_sdist import import_common
 
 from maskvl_processing import MaskVLImageProcessor, MaskVLProcessor, train_wordpiece_tokenizer
 from modeling_maskvl import (MaskVLConfig, MaskVLForImageTextRetrieval, MaskVLForMaskedLM, MaskVLForPreTraining,
                              MaskVLForQuestionAnswering, MaskVLModel)
+from modeling_maskvl.fusion import MaskVLAttention
 
 modeling_common = import_common("test_modeling_common")
 configuration_common = import_common("test_configuration_common")
@@ -39,7 +44,7 @@ MAPPINGS = {
     "MODEL_FOR_MASKED_LM_MAPPING_NAMES": "MaskVLForMaskedLM",
     "MODEL_FOR_VISUAL_QUESTION_ANSWERING_MAPPING_NAMES": "MaskVLForQuestionAnswering",
 }
-VOCAB, SEQ, IMAGE, PATCH = 99, 7, 32, 8
+VOCAB, SEQ, IMAGE, PATCH, WIDTH = 99, 7, 16, 8, 32
 
 
 @pytest.fixture(autouse=True)
@@ -53,11 +58,19 @@ def maskvl_in_the_mapping_tables():
 
 
 def tiny_config(preset, **overrides):
-    # two fusion layers for every preset (the mixin's "small model" rule); towers as in the preset
+    """The preset's architecture at the mixin's test size: width 32, 2 heads, at most one layer per tower (mlim's
+    have none), two fusion layers (the mixin's "small model" rule), 16-px images of 2 x 2 patches, vocabulary 99."""
+    towers = MaskVLConfig.from_preset(preset)
+
+    def size(layers):
+        return {"hidden_size": WIDTH, "intermediate_size": 37, "num_attention_heads": 2, "num_hidden_layers": layers}
+
     return MaskVLConfig.from_preset(
-        preset, text_config={"vocab_size": VOCAB, "max_position_embeddings": 32},
-        vision_config={"image_size": IMAGE, "patch_size": PATCH},
-        cross_modal_config={"num_hidden_layers": 2}, num_labels=3, **overrides)
+        preset, text_config={"vocab_size": VOCAB, "max_position_embeddings": 32,
+                             **size(min(towers.text_config.num_hidden_layers, 1))},
+        vision_config={"image_size": IMAGE, "patch_size": PATCH,
+                       **size(min(towers.vision_config.num_hidden_layers, 1))},
+        cross_modal_config=size(2), projection_dim=16, num_labels=3, **overrides)
 
 
 class _TextTester:
@@ -86,7 +99,7 @@ class MaskVLModelTester:
         self.vision_config = self.config.vision_config.to_dict()
         self.text_model_tester = _TextTester(self)
         # eager-vs-sdpa: bool_masked_pos over the patches (the mixin builds one of mask_length entries)
-        self.num_masks, self.mask_length = 4, self.num_patches
+        self.num_masks, self.mask_length = 2, self.num_patches
 
     def get_config(self):
         return copy.deepcopy(self.config)
@@ -122,6 +135,14 @@ def _layer_counts(config, model):
     return hidden, attentions
 
 
+# Run on one class: what these tests check is shared by every task class (same MaskVLPreTrainedModel loading code,
+# same towers), so they run on MaskVLForPreTraining, which builds every part but the VQA classifier.
+# test_bc_torch_dtype: the `torch_dtype=` alias of `dtype=` in from_pretrained (70 loads per class);
+# test_eager_matches_sdpa_inference_*: the mixin compares only `vision_hidden_states[-1]` (the vision tower, the same
+# module in every class); the fused states of every preset are compared by test_fused_states_eager_matches_sdpa.
+ONE_CLASS_TESTS = ("test_bc_torch_dtype", "test_eager_matches_sdpa_inference")
+
+
 class _MaskVLCommon(modeling_common.ModelTesterMixin):
     preset = None
     additional_model_inputs = ["pixel_values"]
@@ -135,6 +156,8 @@ class _MaskVLCommon(modeling_common.ModelTesterMixin):
 
     @property
     def all_model_classes(self):
+        if self._testMethodName.startswith(ONE_CLASS_TESTS):
+            return (MaskVLForPreTraining,)
         classes = (MaskVLModel, MaskVLForPreTraining, MaskVLForMaskedLM, MaskVLForQuestionAnswering)
         return classes + ((MaskVLForImageTextRetrieval,) if tiny_config(self.preset).use_itc_head else ())
 
@@ -270,6 +293,44 @@ def test_every_model_test_class_runs_the_mixin():
             "test_model_outputs_equivalence", "test_training_gradient_checkpointing"} <= names
 
 
+@pytest.mark.parametrize("preset", ["maskvlm-tiny", "mlim-tiny", "lxmert-tiny"])
+def test_fused_states_eager_matches_sdpa(tmp_path, preset):
+    """The mixin's eager-vs-sdpa tests read the vision tower only: here the fused text and image states (every
+    fusion layer, float32, eval, padded rows) agree within 1e-5, and the sdpa model really sends every fusion
+    attention through sdpa (the eager one none)."""
+    torch.manual_seed(0)
+    MaskVLModel(tiny_config(preset)).save_pretrained(tmp_path)
+    g = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(5, VOCAB, (3, SEQ), generator=g)
+    attention_mask = torch.ones(3, SEQ, dtype=torch.long)
+    attention_mask[1, -3:] = attention_mask[2, -1:] = 0  # right padding of different lengths
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
+              "pixel_values": torch.rand(3, 3, IMAGE, IMAGE, generator=g), "output_hidden_states": True}
+    sdpa = AttentionInterface._global_mapping["sdpa"]
+    outputs, fusion_calls = {}, {}
+    for impl in ("eager", "sdpa"):
+        model = MaskVLModel.from_pretrained(tmp_path, attn_implementation=impl).eval()
+        fusion_attention = {m for m in model.fusion.modules() if isinstance(m, MaskVLAttention)}
+        called = []
+
+        def counting_sdpa(module, *args, **kwargs):
+            called.append(module)
+            return sdpa(module, *args, **kwargs)
+
+        with mock.patch.dict(AttentionInterface._global_mapping, {"sdpa": counting_sdpa}), torch.no_grad():
+            outputs[impl] = model(**inputs)
+        assert fusion_attention, "no fusion attention module found"
+        fusion_calls[impl] = {m for m in called if m in fusion_attention}
+        assert fusion_calls[impl] == (fusion_attention if impl == "sdpa" else set()), impl
+    eager, sdpa_out = outputs["eager"], outputs["sdpa"]
+    for field in ("fused_text_hidden_state", "fused_image_hidden_state", "fused_text_hidden_states",
+                  "fused_image_hidden_states", "pooler_output"):
+        assert eager[field] is not None, field  # every preset's MaskVLModel fuses both streams
+        torch.testing.assert_close(sdpa_out[field], eager[field], rtol=1e-5, atol=1e-5,
+                                   msg=lambda message, field=field: f"{field}: {message}")
+    assert len(eager.fused_text_hidden_states) == 3 and eager.fused_text_hidden_state.dtype == torch.float32
+
+
 # --------------------------------------------------------------------------------------------- processors
 CAPTIONS = ["lower newer", "a man riding a horse on the beach", "two dogs play with a red ball"] * 20
 
@@ -324,44 +385,53 @@ class MaskVLImageProcessingTest(image_processing_common.ImageProcessingTestMixin
 
 
 # ------------------------------------------------------------------------------------- resized vocabularies
-@pytest.mark.parametrize("preset, cls", [("maskvlm-tiny", MaskVLForMaskedLM), ("lxmert-tiny", MaskVLForPreTraining)])
-def test_resize_token_embeddings_after_adding_tokens_saves_and_reloads(tmp_path, preset, cls):
+RESIZED = {"maskvlm-tiny": MaskVLForMaskedLM, "lxmert-tiny": MaskVLForPreTraining}
+
+
+def test_resize_token_embeddings_after_adding_tokens_saves_and_reloads(tmp_path):
     """Tokens added to the tokenizer: the text embedding *and* the MLM decoder grow; the folder reloads with the
-    package (Auto class) and without it (remote code, fresh process)."""
+    package (Auto class) and without it (remote code, one fresh process for both folders)."""
     from isolation import run_isolated
     from transformers import AutoModelForMaskedLM, AutoModelForPreTraining
 
-    tokenizer = train_wordpiece_tokenizer(CAPTIONS, vocab_size=80)
-    config = MaskVLConfig.from_preset(preset, text_config={"vocab_size": len(tokenizer)},
-                                      vision_config={"image_size": IMAGE})
-    model = cls(config).eval()
-    tokenizer.add_tokens(["zebra-crossing", "okapi"])
-    model.resize_token_embeddings(len(tokenizer))
-    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer) == config.text_config.vocab_size
-    assert model.get_output_embeddings().weight.shape[0] == len(tokenizer)
-    ids = tokenizer(["an okapi on a zebra-crossing"], return_tensors="pt")["input_ids"]
-    assert ids.max() >= len(tokenizer) - 2  # a new token is in the input
-    pixels = torch.rand(1, 3, IMAGE, IMAGE)
-    with torch.no_grad():
-        logits = model(input_ids=ids, pixel_values=pixels).__getitem__("logits" if cls is MaskVLForMaskedLM
-                                                                      else "mlm_logits")
-    assert logits.shape == (1, ids.shape[1], len(tokenizer))
-    model.save_pretrained(tmp_path)
-    torch.save({"ids": ids, "pixels": pixels, "logits": logits}, tmp_path / "probe.pt")
-    auto = AutoModelForMaskedLM if cls is MaskVLForMaskedLM else AutoModelForPreTraining
-    reloaded = auto.from_pretrained(tmp_path).eval()
-    with torch.no_grad():
-        again = reloaded(input_ids=ids, pixel_values=pixels)["logits" if cls is MaskVLForMaskedLM else "mlm_logits"]
-    torch.testing.assert_close(again, logits)
-    result = run_isolated(f"""
+    probes = {}
+    for preset, cls in RESIZED.items():
+        tokenizer = train_wordpiece_tokenizer(CAPTIONS, vocab_size=80)
+        config = MaskVLConfig.from_preset(preset, text_config={"vocab_size": len(tokenizer)},
+                                          vision_config={"image_size": IMAGE})
+        model = cls(config).eval()
+        tokenizer.add_tokens(["zebra-crossing", "okapi"])
+        model.resize_token_embeddings(len(tokenizer))
+        assert model.get_input_embeddings().weight.shape[0] == len(tokenizer) == config.text_config.vocab_size
+        assert model.get_output_embeddings().weight.shape[0] == len(tokenizer)
+        ids = tokenizer(["an okapi on a zebra-crossing"], return_tensors="pt")["input_ids"]
+        assert ids.max() >= len(tokenizer) - 2  # a new token is in the input
+        pixels = torch.rand(1, 3, IMAGE, IMAGE)
+        key = "logits" if cls is MaskVLForMaskedLM else "mlm_logits"
+        with torch.no_grad():
+            logits = model(input_ids=ids, pixel_values=pixels)[key]
+        assert logits.shape == (1, ids.shape[1], len(tokenizer))
+        folder = tmp_path / preset
+        model.save_pretrained(folder)
+        torch.save({"ids": ids, "pixels": pixels, "logits": logits}, folder / "probe.pt")
+        auto = AutoModelForMaskedLM if cls is MaskVLForMaskedLM else AutoModelForPreTraining
+        reloaded = auto.from_pretrained(folder).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(reloaded(input_ids=ids, pixel_values=pixels)[key], logits)
+        probes[str(folder)] = (auto.__name__, key, [1, ids.shape[1], len(tokenizer)])
+    results = run_isolated(f"""
         import json, torch, transformers
-        folder = {str(tmp_path)!r}
-        probe = torch.load(folder + "/probe.pt")
-        model = transformers.{auto.__name__}.from_pretrained(folder, trust_remote_code=True).eval()
-        out = model(input_ids=probe["ids"], pixel_values=probe["pixels"])
-        logits = out["logits"] if "logits" in out else out["mlm_logits"]
-        print(json.dumps({{"module": type(model).__module__, "shape": list(logits.shape),
-                          "max_diff": float((logits - probe["logits"]).abs().max())}}))
+        results = {{}}
+        for folder, (auto, key, _) in {probes!r}.items():
+            probe = torch.load(folder + "/probe.pt")
+            model = getattr(transformers, auto).from_pretrained(folder, trust_remote_code=True).eval()
+            with torch.no_grad():
+                logits = model(input_ids=probe["ids"], pixel_values=probe["pixels"])[key]
+            results[folder] = {{"module": type(model).__module__, "shape": list(logits.shape),
+                               "max_diff": float((logits - probe["logits"]).abs().max())}}
+        print(json.dumps(results))
     """, cwd=tmp_path)
-    assert not result["module"].startswith("modeling_maskvl")  # the copied remote code, not the package
-    assert result["shape"] == [1, ids.shape[1], len(tokenizer)] and result["max_diff"] < 1e-5
+    assert results.keys() == probes.keys()
+    for folder, result in results.items():
+        assert not result["module"].startswith("modeling_maskvl"), folder  # the copied remote code, not the package
+        assert result["shape"] == probes[folder][2] and result["max_diff"] < 1e-5, (folder, result)
