@@ -289,8 +289,13 @@ class LXMERTTinyModelTest(_MaskVLCommon, unittest.TestCase):
 def test_every_model_test_class_runs_the_mixin():
     """The suites above really are transformers' (not an empty shell): a sample of its tests is present."""
     names = set(dir(MaskVLMTinyModelTest))
-    assert {"test_save_load", "test_resize_tokens_embeddings", "test_eager_matches_sdpa_inference_00_fp16_pad_left_sdpa_kernels",
-            "test_model_outputs_equivalence", "test_training_gradient_checkpointing"} <= names
+    sdpa_case = "test_eager_matches_sdpa_inference_00_fp16_pad_left_sdpa_kernels"
+    assert {"test_save_load", "test_resize_tokens_embeddings", sdpa_case, "test_model_outputs_equivalence",
+            "test_training_gradient_checkpointing"} <= names
+    # only the ONE_CLASS_TESTS run on one class; every other test sees every task class
+    assert MaskVLMTinyModelTest(sdpa_case).all_model_classes == (MaskVLForPreTraining,)
+    assert len(MaskVLMTinyModelTest("test_save_load").all_model_classes) == 5
+    assert len(LXMERTTinyModelTest("test_save_load").all_model_classes) == 4  # no ITC head: no retrieval class
 
 
 @pytest.mark.parametrize("preset", ["maskvlm-tiny", "mlim-tiny", "lxmert-tiny"])
