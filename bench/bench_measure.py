@@ -15,6 +15,7 @@
   summed from the tensors themselves, the peak of what the step allocates on top of it is read from the
   allocation events of ``torch.profiler`` (CPU; ``torch.cuda.max_memory_allocated`` on a GPU).
 * :func:`matmul_peak` -- the machine's measured dense matmul FLOP/s (best of a few square sizes).
+* :func:`parse_bench_arguments`, :func:`check_at_least_one` -- the argument handling every benchmark shares.
 """
 
 import datetime
@@ -23,6 +24,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -344,3 +346,22 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but torch sees no GPU")
     return device
+
+
+def parse_bench_arguments(parser, argv: list[str] | None = None) -> tuple:
+    """The dataclasses of an ``HfArgumentParser`` from ``argv`` (default ``sys.argv[1:]``): command-line flags,
+    or one YAML / JSON argument file given alone."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
+        if len(argv) > 1:
+            raise ValueError("give either an argument file or command-line arguments, not both")
+        loader = parser.parse_yaml_file if argv[0].endswith((".yaml", ".yml")) else parser.parse_json_file
+        return loader(argv[0])
+    return parser.parse_args_into_dataclasses(argv)
+
+
+def check_at_least_one(args, names) -> None:
+    """ValueError naming the first of the ``names`` fields of ``args`` that is below 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")

@@ -68,6 +68,15 @@ DEFAULT_MODELS = ("maskvlm", "maskvlm-1pass", "maskvlm-textpool", "maskvlm-visib
 FLAVA_IMAGE_VOCAB = 8192  # DALL-E codebook size used by FLAVA's masked-image targets
 
 
+def check_models(models: list[str], *more: list[str]) -> None:
+    """ValueError for an empty ``models`` list or a name (there or in ``more``) that is not in ``ALL_MODELS``."""
+    unknown = [m for m in [*models, *(m for names in more for m in names)] if m not in ALL_MODELS]
+    if unknown:
+        raise ValueError(f"unknown models {unknown}; choose from {list(ALL_MODELS)}")
+    if not models:
+        raise ValueError("--models is empty")
+
+
 @dataclass
 class BenchSize:
     """The shared size of every model in a comparison (defaults: the issue's reference point)."""

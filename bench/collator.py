@@ -24,22 +24,14 @@ Usage (from the repository root; about 2 minutes on a quiet 2-core CPU):
 """
 
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 
 import datasets
 from transformers import DataCollatorForLanguageModeling, HfArgumentParser
 
-from bench_measure import (
-    describe_machine,
-    interleaved_times,
-    load_average,
-    machine_info,
-    markdown_table,
-    paired_ratio,
-    write_json,
-)
+from bench_measure import (check_at_least_one, describe_machine, interleaved_times, load_average, machine_info,
+                           markdown_table, paired_ratio, parse_bench_arguments, write_json)
 from bench_setup import BenchSize, caption_data, preset_step
 from maskvl_processing import (
     IMAGE_MASKING_POLICIES,
@@ -73,10 +65,8 @@ class CollatorBenchArguments:
     output_json: str | None = field(default=None, metadata={"help": "Write every number measured here."})
 
     def __post_init__(self):
-        for name in ("batch_size", "num_examples", "rounds", "batches_per_round", "tagging_examples",
-                     "tagging_repeats"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("batch_size", "num_examples", "rounds", "batches_per_round", "tagging_examples",
+                                  "tagging_repeats"))
         if self.num_examples < self.batch_size:
             raise ValueError(f"--num_examples ({self.num_examples}) must be at least --batch_size ({self.batch_size})")
 
@@ -268,15 +258,7 @@ def target_lines(report: dict) -> list[str]:
 
 
 def main(argv=None):
-    parser = HfArgumentParser(CollatorBenchArguments)
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
-        if len(argv) > 1:
-            raise ValueError("give either an argument file or command-line arguments, not both")
-        loader = parser.parse_yaml_file if argv[0].endswith((".yaml", ".yml")) else parser.parse_json_file
-        (args,) = loader(argv[0])
-    else:
-        (args,) = parser.parse_args_into_dataclasses(argv)
+    (args,) = parse_bench_arguments(HfArgumentParser(CollatorBenchArguments), argv)
     datasets.disable_caching()
     info, load_before = machine_info(), load_average()
     print(f"# MaskVL collator and tagging benchmark\n\nMachine: {describe_machine(info)}; load average before: "

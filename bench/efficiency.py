@@ -17,26 +17,16 @@ Usage (from the repository root; about 2 minutes on a quiet 2-core CPU):
 """
 
 import statistics
-import sys
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import HfArgumentParser
 
-from bench_measure import (
-    CPU_ATTENTION_FLOPS,
-    describe_machine,
-    interleaved_times,
-    load_average,
-    machine_info,
-    markdown_table,
-    matmul_peak,
-    resolve_device,
-    step_flops,
-    write_json,
-)
-from bench_setup import ALL_MODELS, BenchSize, build_step, caption_data, vilt_config
+from bench_measure import (CPU_ATTENTION_FLOPS, check_at_least_one, describe_machine, interleaved_times, load_average,
+                           machine_info, markdown_table, matmul_peak, parse_bench_arguments, resolve_device,
+                           step_flops, write_json)
+from bench_setup import ALL_MODELS, BenchSize, build_step, caption_data, check_models, vilt_config
 
 TARGET_FRACTION = 0.75
 
@@ -65,14 +55,8 @@ class EfficiencyBenchArguments:
     output_json: str | None = field(default=None)
 
     def __post_init__(self):
-        unknown = [m for m in self.models + self.profile + self.flop_breakdown if m not in ALL_MODELS]
-        if unknown:
-            raise ValueError(f"unknown models {unknown}; choose from {list(ALL_MODELS)}")
-        if not self.models:
-            raise ValueError("--models is empty")
-        for name in ("rounds", "steps_per_round", "num_batches", "peak_repeats", "num_examples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        check_models(self.models, self.profile, self.flop_breakdown)
+        check_at_least_one(self, ("rounds", "steps_per_round", "num_batches", "peak_repeats", "num_examples"))
         if not self.peak_sizes or min(self.peak_sizes) < 1:
             raise ValueError(f"--peak_sizes must be positive sizes, got {self.peak_sizes}")
 
@@ -143,15 +127,7 @@ def profile_step(step, top: int) -> str:
 
 
 def main(argv=None):
-    parser = HfArgumentParser((BenchSize, EfficiencyBenchArguments))
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
-        if len(argv) > 1:
-            raise ValueError("give either an argument file or command-line arguments, not both")
-        loader = parser.parse_yaml_file if argv[0].endswith((".yaml", ".yml")) else parser.parse_json_file
-        size, args = loader(argv[0])
-    else:
-        size, args = parser.parse_args_into_dataclasses(argv)
+    size, args = parse_bench_arguments(HfArgumentParser((BenchSize, EfficiencyBenchArguments)), argv)
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

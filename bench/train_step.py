@@ -24,35 +24,17 @@ Arguments: ``BenchSize`` (sizes shared by every model) and ``TrainStepBenchArgum
 
 import math
 import statistics
-import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from transformers import HfArgumentParser
 
-from bench_measure import (
-    describe_machine,
-    interleaved_times,
-    load_average,
-    machine_info,
-    markdown_table,
-    paired_ratio,
-    peak_step_memory,
-    resolve_device,
-    step_flops,
-    summarize,
-    write_json,
-)
-from bench_setup import (
-    ALL_MODELS,
-    DEFAULT_MODELS,
-    BenchSize,
-    build_step,
-    caption_data,
-    num_parameters,
-    random_token_data,
-)
+from bench_measure import (check_at_least_one, describe_machine, interleaved_times, load_average, machine_info,
+                           markdown_table, paired_ratio, parse_bench_arguments, peak_step_memory, resolve_device,
+                           step_flops, summarize, write_json)
+from bench_setup import (ALL_MODELS, DEFAULT_MODELS, BenchSize, build_step, caption_data, check_models,
+                         num_parameters, random_token_data)
 
 TARGET_FLAVA_SPEEDUP = 2.0  # maskvlm samples/s over FLAVA's, matched size (issue 16)
 # paired speed-ups reported when both models ran: (label, faster variant, reference)
@@ -96,14 +78,8 @@ class TrainStepBenchArguments:
     plot: str | None = field(default=None, metadata={"help": "Save the scaling curves as a PNG here."})
 
     def __post_init__(self):
-        unknown = [m for m in self.models + self.scaling_models if m not in ALL_MODELS]
-        if unknown:
-            raise ValueError(f"unknown models {unknown}; choose from {list(ALL_MODELS)}")
-        if not self.models:
-            raise ValueError("--models is empty")
-        for name in ("rounds", "steps_per_round", "num_batches", "scaling_rounds", "num_examples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        check_models(self.models, self.scaling_models)
+        check_at_least_one(self, ("rounds", "steps_per_round", "num_batches", "scaling_rounds", "num_examples"))
         if self.warmup < 0:
             raise ValueError(f"--warmup must be >= 0, got {self.warmup}")
         if self.threads is not None and self.threads < 1:
@@ -325,16 +301,7 @@ def plot_scaling(curves: list[dict], path: str) -> None:
 
 # ----------------------------------------------------------------------------------------------- main
 def main(argv=None):
-    parser = HfArgumentParser((BenchSize, TrainStepBenchArguments))
-    if argv is None:
-        argv = sys.argv[1:]
-    if len(argv) >= 1 and argv[0].endswith((".yaml", ".yml", ".json")):
-        loader = parser.parse_yaml_file if argv[0].endswith((".yaml", ".yml")) else parser.parse_json_file
-        if len(argv) > 1:
-            raise ValueError("give either an argument file or command-line arguments, not both")
-        size, args = loader(argv[0])
-    else:
-        size, args = parser.parse_args_into_dataclasses(argv)
+    size, args = parse_bench_arguments(HfArgumentParser((BenchSize, TrainStepBenchArguments)), argv)
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

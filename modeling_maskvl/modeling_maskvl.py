@@ -63,7 +63,19 @@ LAYER_FIELDS = (
 Layers = tuple[torch.FloatTensor, ...] | None
 
 
-@dataclass
+def with_layer_fields(cls):
+    """``@dataclass`` for an output class: its own fields, then every ``LAYER_FIELDS`` name (``Layers = None``).
+
+    The per-layer fields come last, so that ``output[0]`` / ``to_tuple()`` keep the ``ModelOutput`` order
+    (loss or main tensor first), which a dataclass base class would not (its fields would come first).
+    """
+    cls.__annotations__ = {**cls.__dict__.get("__annotations__", {}), **dict.fromkeys(LAYER_FIELDS, Layers)}
+    for name in LAYER_FIELDS:
+        setattr(cls, name, None)
+    return dataclass(cls)
+
+
+@with_layer_fields
 class MaskVLModelOutput(ModelOutput):
     """Output of :class:`MaskVLModel` (one pass over the given, possibly masked, inputs).
 
@@ -87,16 +99,6 @@ class MaskVLModelOutput(ModelOutput):
     pooler_output: torch.FloatTensor | None = None
     text_embeds: torch.FloatTensor | None = None
     image_embeds: torch.FloatTensor | None = None
-    text_hidden_states: Layers = None
-    vision_hidden_states: Layers = None
-    fused_text_hidden_states: Layers = None
-    fused_image_hidden_states: Layers = None
-    text_attentions: Layers = None
-    vision_attentions: Layers = None
-    fused_text_attentions: Layers = None
-    fused_image_attentions: Layers = None
-    fused_text_cross_attentions: Layers = None
-    fused_image_cross_attentions: Layers = None
 
 
 @dataclass
@@ -109,7 +111,7 @@ class MaskVLLosses(ModelOutput):
     itm: torch.FloatTensor | None = None
 
 
-@dataclass
+@with_layer_fields
 class MaskVLForPreTrainingOutput(ModelOutput):
     """Output of :class:`MaskVLForPreTraining`.
 
@@ -146,19 +148,9 @@ class MaskVLForPreTrainingOutput(ModelOutput):
     itc_labels: torch.LongTensor | None = None
     text_embeds: torch.FloatTensor | None = None
     image_embeds: torch.FloatTensor | None = None
-    text_hidden_states: Layers = None
-    vision_hidden_states: Layers = None
-    fused_text_hidden_states: Layers = None
-    fused_image_hidden_states: Layers = None
-    text_attentions: Layers = None
-    vision_attentions: Layers = None
-    fused_text_attentions: Layers = None
-    fused_image_attentions: Layers = None
-    fused_text_cross_attentions: Layers = None
-    fused_image_cross_attentions: Layers = None
 
 
-@dataclass
+@with_layer_fields
 class MaskVLMaskedLMOutput(ModelOutput):
     """Output of :class:`MaskVLForMaskedLM`.
 
@@ -170,19 +162,9 @@ class MaskVLMaskedLMOutput(ModelOutput):
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
-    text_hidden_states: Layers = None
-    vision_hidden_states: Layers = None
-    fused_text_hidden_states: Layers = None
-    fused_image_hidden_states: Layers = None
-    text_attentions: Layers = None
-    vision_attentions: Layers = None
-    fused_text_attentions: Layers = None
-    fused_image_attentions: Layers = None
-    fused_text_cross_attentions: Layers = None
-    fused_image_cross_attentions: Layers = None
 
 
-@dataclass
+@with_layer_fields
 class MaskVLQuestionAnsweringOutput(ModelOutput):
     """Output of :class:`MaskVLForQuestionAnswering`.
 
@@ -194,19 +176,9 @@ class MaskVLQuestionAnsweringOutput(ModelOutput):
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
-    text_hidden_states: Layers = None
-    vision_hidden_states: Layers = None
-    fused_text_hidden_states: Layers = None
-    fused_image_hidden_states: Layers = None
-    text_attentions: Layers = None
-    vision_attentions: Layers = None
-    fused_text_attentions: Layers = None
-    fused_image_attentions: Layers = None
-    fused_text_cross_attentions: Layers = None
-    fused_image_cross_attentions: Layers = None
 
 
-@dataclass
+@with_layer_fields
 class MaskVLRetrievalOutput(ModelOutput):
     """Output of :class:`MaskVLForImageTextRetrieval`.
 
@@ -227,16 +199,6 @@ class MaskVLRetrievalOutput(ModelOutput):
     itm_scores: torch.FloatTensor | None = None
     text_embeds: torch.FloatTensor | None = None
     image_embeds: torch.FloatTensor | None = None
-    text_hidden_states: Layers = None
-    vision_hidden_states: Layers = None
-    fused_text_hidden_states: Layers = None
-    fused_image_hidden_states: Layers = None
-    text_attentions: Layers = None
-    vision_attentions: Layers = None
-    fused_text_attentions: Layers = None
-    fused_image_attentions: Layers = None
-    fused_text_cross_attentions: Layers = None
-    fused_image_cross_attentions: Layers = None
 
 
 def layer_fields(text_out=None, image_out=None, fusion=None) -> dict:

@@ -1,8 +1,10 @@
-"""MLIM's shallow convolutional patch embedder.
+"""Convolutional patch embedders, drop-in replacements for ViT's linear ``patch_embeddings`` (same call, same
+output shape; their shared attributes and call in :class:`ConvEmbeddingsBase`).
 
-A stack of convolutions whose kernel equals its stride, so each output position sees exactly one
-``patch_size`` x ``patch_size`` region of the image: masking one embedding hides exactly that region.
-It is a drop-in replacement for ViT's linear ``patch_embeddings`` (same call, same output shape).
+* :class:`ConvPatchEmbeddings` -- MLIM's shallow stack of convolutions whose kernel equals its stride, so each
+  output position sees exactly one ``patch_size`` x ``patch_size`` region of the image: masking one embedding
+  hides exactly that region.
+* :class:`ConvStemPatchEmbeddings` -- early 3x3 convolutions (overlapping kernels).
 """
 
 import torch
@@ -26,8 +28,12 @@ class ChannelLayerNorm(nn.LayerNorm):
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-class ConvPatchEmbeddings(nn.Module):
-    """(B, C, H, W) pixels -> (B, (H/P) * (W/P), D) patch embeddings, row-major patch order."""
+class ConvEmbeddingsBase(nn.Module):
+    """What the convolutional patch embedders share: ViT's patch-embedding attributes and call.
+
+    A subclass builds ``self.stem`` (a (B, C, H, W) -> (B, D', H/P, W/P) module) and ``self.projection`` (the
+    last convolution, to the hidden size D: ViT reads ``projection.weight.dtype``).
+    """
 
     def __init__(self, config):
         super().__init__()
@@ -35,6 +41,20 @@ class ConvPatchEmbeddings(nn.Module):
         self.patch_size = config.patch_size
         self.num_channels = config.num_channels
         self.num_patches = (config.image_size // config.patch_size) ** 2
+
+    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        if pixel_values.shape[1] != self.num_channels:
+            raise ValueError(f"pixel_values has {pixel_values.shape[1]} channels; the model expects "
+                             f"{self.num_channels}.")
+        embeddings = self.projection(self.stem(pixel_values))  # (B, D, H/P, W/P)
+        return embeddings.flatten(2).transpose(1, 2)  # (B, N, D)
+
+
+class ConvPatchEmbeddings(ConvEmbeddingsBase):
+    """(B, C, H, W) pixels -> (B, (H/P) * (W/P), D) patch embeddings, row-major patch order."""
+
+    def __init__(self, config):
+        super().__init__(config)
         strides = conv_strides(config.patch_size)
         widths = [config.hidden_size // 2 ** (len(strides) - 1 - i) for i in range(len(strides))]
         layers, in_channels = [], config.num_channels
@@ -46,15 +66,8 @@ class ConvPatchEmbeddings(nn.Module):
         self.stem = nn.Sequential(*layers[:-1])  # all but the last conv (ViT reads projection.weight.dtype)
         self.projection = layers[-1]
 
-    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
-        if pixel_values.shape[1] != self.num_channels:
-            raise ValueError(f"pixel_values has {pixel_values.shape[1]} channels; the model expects "
-                             f"{self.num_channels}.")
-        embeddings = self.projection(self.stem(pixel_values))  # (B, D, H/P, W/P)
-        return embeddings.flatten(2).transpose(1, 2)  # (B, N, D)
 
-
-class ConvStemPatchEmbeddings(nn.Module):
+class ConvStemPatchEmbeddings(ConvEmbeddingsBase):
     """Early convolutions (Xiao et al., 2021, "Early Convolutions Help Transformers See Better"): log2(P) stages
     of 3x3 stride-2 convolution + channel LayerNorm + GELU, then a 1x1 convolution to the hidden size.
     (B, C, H, W) pixels -> (B, (H/P) * (W/P), D), row-major patch order, a drop-in for ViT's patch embeddings.
@@ -66,11 +79,7 @@ class ConvStemPatchEmbeddings(nn.Module):
     """
 
     def __init__(self, config):
-        super().__init__()
-        self.image_size = config.image_size
-        self.patch_size = config.patch_size
-        self.num_channels = config.num_channels
-        self.num_patches = (config.image_size // config.patch_size) ** 2
+        super().__init__(config)
         stages = max(1, config.patch_size.bit_length() - 1)  # P = 2 ** stages
         widths = [max(16, config.hidden_size // 2 ** (stages - i)) for i in range(stages)]
         layers, in_channels = [], config.num_channels
@@ -80,10 +89,3 @@ class ConvStemPatchEmbeddings(nn.Module):
             in_channels = width
         self.stem = nn.Sequential(*layers)
         self.projection = nn.Conv2d(in_channels, config.hidden_size, kernel_size=1)  # ViT reads projection.weight
-
-    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
-        if pixel_values.shape[1] != self.num_channels:
-            raise ValueError(f"pixel_values has {pixel_values.shape[1]} channels; the model expects "
-                             f"{self.num_channels}.")
-        embeddings = self.projection(self.stem(pixel_values))  # (B, D, H/P, W/P)
-        return embeddings.flatten(2).transpose(1, 2)  # (B, N, D)
