@@ -11,7 +11,16 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "bench" / "gpu_check.sh"
-sys.path.insert(0, str(REPO_ROOT / "bench"))
+
+
+def bench_module(name: str):
+    """A module of bench/ (not a package) loaded from its file, without editing sys.path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_script(*args, timeout=500) -> subprocess.CompletedProcess:
@@ -62,7 +71,7 @@ def test_unknown_argument_is_named():
 
 
 def test_bf16_peak_lookup_by_gpu_name():
-    from bench_measure import bf16_dense_peak_flops
+    bf16_dense_peak_flops = bench_module("bench_measure").bf16_dense_peak_flops
 
     assert bf16_dense_peak_flops("NVIDIA H200") == bf16_dense_peak_flops("NVIDIA H100 80GB HBM3") == 989e12
     assert bf16_dense_peak_flops("NVIDIA A100-SXM4-80GB") == 312e12  # not the A10's
