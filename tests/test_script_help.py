@@ -11,7 +11,7 @@ SCRIPTS = {
     "finetune_vqa.py": ["--checkpoint", "--train_fraction", "--seeds", "--dataset_name", "--data_dir"],
     "evaluate_image_necessity.py": ["--checkpoint", "--output_dir", "--train_dir"],
     "evaluate_retrieval.py": ["--checkpoint", "--rerank_k", "--image_id_column"],
-    "compare_strategies.py": ["--strategies", "--pretrain_max_steps", "--image_size"],
+    "compare_strategies.py": ["--strategies", "--pretrain_max_steps", "--pretrain_fractions", "--seeds", "--quick"],
     "publish.py": ["--checkpoint", "--repo_id", "--dry_run", "--pipelines", "--eval_results"],
 }
 

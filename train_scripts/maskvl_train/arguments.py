@@ -48,7 +48,7 @@ class ModelArguments:
         metadata={"help": "Continue pre-training a saved MaskVL checkpoint (folder or Hub id) instead of a preset."},
     )
     image_size: int | None = field(
-        default=0, metadata={"help": "Image side in pixels (0 = the preset's own: 64 for -small / -tiny, 224 for base)."})
+        default=0, metadata={"help": "Image side in pixels (default 0 = the preset's own: 64 for -small / -tiny, 224 for base)."})
     patch_size: int | None = field(default=None, metadata={"help": "ViT patch side in pixels (None = the preset's)."})
     hidden_size: int | None = field(
         default=None,
