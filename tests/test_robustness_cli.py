@@ -10,17 +10,12 @@ import torch
 from maskvl_train import pretraining as pretrain
 from maskvl_train.checkpoints import IncompleteCheckpointError, checkpoint_problems
 from maskvl_train.validation import check_config_overrides
+from test_robustness_training import tiny_args as training_tiny_args
 
 
 def tiny_args(output_dir, *extra, steps=2, save_steps=None):
-    saving = ["--save_strategy", "no"] if save_steps is None else [
-        "--save_strategy", "steps", "--save_steps", str(save_steps), "--save_total_limit", "10"]
-    return [
-        "--output_dir", str(output_dir), "--image_size", "32", "--synthetic_num_examples", "40", "--eval_size", "8",
-        "--baseline_examples", "40", "--max_steps", str(steps), "--per_device_train_batch_size", "8",
-        "--per_device_eval_batch_size", "16", "--logging_steps", "1", "--eval_strategy", "no",
-        "--tokenizer_vocab_size", "200", "--disable_tqdm", "true", "--seed", "0", *saving, *extra,
-    ]  # fmt: skip
+    """The robustness-training tiny run (one definition), two steps by default."""
+    return training_tiny_args(output_dir, *extra, steps=steps, save_steps=save_steps)
 
 
 # ---- arguments ------------------------------------------------------------------------------------------------

@@ -7,12 +7,12 @@ class of every tiny preset must train to the end.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from test_pretrain_ddp import free_port
 
 WORKER = """
 import json, os, sys
@@ -57,12 +57,6 @@ with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as handle:
     json.dump(report, handle)
 dist.destroy_process_group()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
