@@ -3,6 +3,8 @@
 Per batch it: loads and processes the images (image processor, on the fly), pads the tagged text,
 asks the joint policy how much of each modality to mask per pair, applies the text policy (with
 BERT's 80/10/10 corruption) and the image policy, and optionally swaps images for ITM negatives.
+The joint policy is the one owner of the per-row rates: the text and image policies mask each row at the rate
+of its plan (see `joint_masking`).
 
 Returned keys (all torch tensors):
 
@@ -62,6 +64,14 @@ from .text_masking import TEXT_MASKING_POLICIES, TextBatch, TextMaskingPolicy
 logger = logging.getLogger(__name__)
 
 
+def _joint_policy(policy, kwargs: dict | None, text_policy, image_policy) -> JointMaskingPolicy:
+    """The joint policy, built once with concrete rates: by name, `independent` masks every pair at the rates the
+    text and image policies were built with (unless `kwargs` set them); the others have rates of their own."""
+    if policy == "independent":
+        kwargs = {"text_rate": text_policy.rate, "image_ratio": image_policy.ratio, **(kwargs or {})}
+    return _build(policy, JOINT_MASKING_POLICIES, "joint", kwargs)
+
+
 def _build(policy, registry: dict, kind: str, kwargs: dict | None):
     """A policy instance from a name (+ kwargs) or an instance."""
     if isinstance(policy, str):
@@ -86,7 +96,8 @@ class MaskVLDataCollator:
         itm_negatives: False (default), True (swap probability 0.5), a float probability, an
             `ImageSwapNegatives`, or "in_batch" / an `InBatchNegatives` (extra mismatched pairs, no swap).
         text_policy_kwargs / image_policy_kwargs / joint_policy_kwargs: constructor arguments when
-            the policy is given by name, e.g. `{"rate": 0.3}`.
+            the policy is given by name, e.g. `{"rate": 0.3}`. The joint policy decides every row's rates;
+            `independent` given by name takes the text and image policies' `rate` / `ratio` (see `joint_masking`).
         image_size / patch_size: override the image processor's (N = (size / patch) ** 2).
         seed: seed of the per-worker generator (None = from torch's global RNG).
         max_length: truncate text to this many tokens (None = keep the tagged length); at least 2
@@ -137,8 +148,8 @@ class MaskVLDataCollator:
         self.image_policy: ImageMaskingPolicy = _build(
             image_policy, IMAGE_MASKING_POLICIES, "image", image_policy_kwargs
         )
-        self.joint_policy: JointMaskingPolicy = _build(
-            joint_policy or "independent", JOINT_MASKING_POLICIES, "joint", joint_policy_kwargs
+        self.joint_policy: JointMaskingPolicy = _joint_policy(
+            joint_policy or "independent", joint_policy_kwargs, self.text_policy, self.image_policy
         )
         if itm_negatives is True:
             itm_negatives = ImageSwapNegatives()
@@ -344,7 +355,7 @@ class MaskVLDataCollator:
         text, attention_mask = self._pad_text(features)
         pixel_values = self._pixel_values(features, images)  # (B, 3, H, W)
 
-        plan = self.joint_policy(batch_size, generator, self.text_policy.rate, self.image_policy.ratio)
+        plan = self.joint_policy(batch_size, generator)  # every row's text rate and image ratio
         input_ids, labels = self.text_policy(text, generator, rate=plan.text_rate)
         bool_masked_pos = self.image_policy(batch_size, self.grid, generator, ratio=plan.image_ratio)  # (B, N)
         self.stats["batches"] += 1

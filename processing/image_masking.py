@@ -11,14 +11,24 @@ stay unmasked. Policies wrap `masking_primitives` and are looked up in `IMAGE_MA
   masked. `block_pixels=None`: BEiT's blockwise generator (random rectangles of >= 4 patches,
   aspect ratio in [0.3, 3.3]) with exactly `round(ratio * N)` patches per image.
 
-A joint policy may pass a per-row `ratio` tensor (B,); 0 leaves the image unmasked.
+Every call may take a per-row `ratio=` tensor (B,) (0 leaves the image unmasked). `MaskVLDataCollator` always
+passes one: there the joint policy (`joint_masking`) decides every row's ratio, and a policy's own `ratio` is only
+what a call without `ratio=` masks at, and what the collator's `independent` joint policy is built with when it
+is given by name.
 """
 
 from dataclasses import dataclass
 
 import torch
 
-from .masking_primitives import aligned_block_mask, blockwise_masks, per_row, random_patch_mask
+from .masking_primitives import (
+    IMAGE_MASK_RATIO,
+    aligned_block_mask,
+    blockwise_masks,
+    check_rate,
+    per_row,
+    random_patch_mask,
+)
 
 
 @dataclass(frozen=True)
@@ -46,10 +56,8 @@ class PatchGrid:
 class ImageMaskingPolicy:
     """Base class. `policy(batch_size, grid, generator, ratio=None)` -> (B, N) bool."""
 
-    def __init__(self, ratio: float = 0.6):
-        if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"ratio must be in [0, 1], got {ratio}")
-        self.ratio = ratio
+    def __init__(self, ratio: float = IMAGE_MASK_RATIO):
+        self.ratio = check_rate("ratio", ratio)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(ratio={self.ratio})"
@@ -92,7 +100,7 @@ class BlockMasking(ImageMaskingPolicy):
 
     def __init__(
         self,
-        ratio: float = 0.6,
+        ratio: float = IMAGE_MASK_RATIO,
         block_pixels: int | None = 32,
         min_block_patches: int = 4,
         max_block_patches: int | None = None,

@@ -5,15 +5,25 @@ over word-pieces; word-level tensors are (B, W) over word indices (`word_ids`, -
 image masks are (B, N) over patches in row-major order (ViT's flattening of the conv grid).
 All randomness comes from the `generator` argument, so the same seed gives the same masks.
 The policy classes in `text_masking`, `image_masking`, `joint_masking` and `itm_negatives`
-are thin wrappers around these.
+are thin wrappers around these; the default rates and the rate check they share are here too.
 """
 
 import math
+import numbers
 
 import numpy as np
 import torch
 
 IGNORE_INDEX = -100
+TEXT_MASK_RATE = 0.15  # BERT: the default text masking rate
+IMAGE_MASK_RATIO = 0.6  # MaskVLM: the default image masking ratio
+
+
+def check_rate(name: str, value) -> float:
+    """`value` as a float, or a ValueError naming it unless it is a number in [0, 1] (every policy's rate)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return float(value)
 
 
 def per_row(value, batch_size: int, default: float | None = None) -> torch.Tensor:
@@ -313,6 +323,9 @@ def sample_modes(batch_size: int, probs: torch.Tensor, generator: torch.Generato
 
 __all__ = [
     "IGNORE_INDEX",
+    "TEXT_MASK_RATE",
+    "IMAGE_MASK_RATIO",
+    "check_rate",
     "per_row",
     "bernoulli_mask",
     "exact_count_mask",

@@ -27,9 +27,11 @@ Policies (Bitton et al. 2021 for the class policies):
   Captions with no candidate never crash: the fallback taken is counted in `policy.stats`
   (keys `primary`, `fallback_content`, `fallback_any`, `no_candidate`).
 
-The masking rate is a parameter of every policy (later work used rates up to 0.6); a joint policy
-may override it per row (`rate=` tensor of shape (B,); 0 = leave the row unmasked; in `mode="one"`
-any positive rate means "mask the one target word").
+Every call may take a per-row `rate=` tensor of shape (B,) (0 = leave the row unmasked; in `mode="one"` any
+positive rate means "mask the one target word"). `MaskVLDataCollator` always passes one: there the joint
+policy (`joint_masking`) decides every row's rate, and a policy's own `rate` (default 0.15; later work used
+rates up to 0.6) is only what a call without `rate=` masks at, and what the collator's `independent` joint
+policy is built with when it is given by name.
 """
 
 from collections import Counter
@@ -38,7 +40,9 @@ from dataclasses import dataclass
 import torch
 
 from .masking_primitives import (
+    TEXT_MASK_RATE,
     bernoulli_mask,
+    check_rate,
     choose_one_word,
     choose_top_k_weighted,
     corrupt_tokens,
@@ -87,12 +91,10 @@ class TextBatch:
 class TextMaskingPolicy:
     """Base class: a selection rule plus BERT corruption (`mask_replace_prob` / `random_replace_prob`)."""
 
-    def __init__(self, rate: float = 0.15, mask_replace_prob: float = 0.8, random_replace_prob: float = 0.1):
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"rate must be in [0, 1], got {rate}")
+    def __init__(self, rate: float = TEXT_MASK_RATE, mask_replace_prob: float = 0.8, random_replace_prob: float = 0.1):
         if mask_replace_prob < 0 or random_replace_prob < 0 or mask_replace_prob + random_replace_prob > 1:
             raise ValueError("mask_replace_prob and random_replace_prob must be >= 0 and sum to at most 1")
-        self.rate = rate
+        self.rate = check_rate("rate", rate)
         self.mask_replace_prob = mask_replace_prob
         self.random_replace_prob = random_replace_prob
         self.stats = Counter()
@@ -105,7 +107,7 @@ class TextMaskingPolicy:
         return f"{self.__class__.__name__}({self._repr_args()}, split={split})"
 
     def select(self, batch: TextBatch, generator: torch.Generator, rate=None) -> torch.Tensor:
-        """(B, T) bool: the positions to mask."""
+        """(B, T) bool: the positions to mask, row b at `rate[b]` (None: every row at `self.rate`)."""
         raise NotImplementedError
 
     def __call__(self, batch: TextBatch, generator: torch.Generator, rate=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +151,7 @@ class WordClassMasking(TextMaskingPolicy):
             `None` in the chain means "any word".
     """
 
-    def __init__(self, word_class: int, mode: str = "one", fallbacks=(None,), rate: float = 0.15, **kwargs):
+    def __init__(self, word_class: int, mode: str = "one", fallbacks=(None,), rate: float = TEXT_MASK_RATE, **kwargs):
         super().__init__(rate=rate, **kwargs)
         if mode not in ("one", "rate"):
             raise ValueError(f"mode must be 'one' or 'rate', got {mode!r}")

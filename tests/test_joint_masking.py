@@ -30,20 +30,20 @@ def test_registry_and_repr():
 
 @pytest.mark.parametrize("text_prob", [0.5, 0.3])
 def test_maskvlm_one_modality_per_pair(text_prob):
-    plan = JOINT_MASKING_POLICIES["maskvlm"](text_prob=text_prob)(B, gen(1), 0.15, 0.5)
+    plan = JOINT_MASKING_POLICIES["maskvlm"](text_prob=text_prob)(B, gen(1))
     text_rows = plan.text_rate > 0
     image_rows = plan.image_ratio > 0
     assert not (text_rows & image_rows).any(), "both modalities masked in 'one' mode"
     assert (text_rows | image_rows).all()
     assert abs(text_rows.float().mean().item() - text_prob) < 0.025
-    assert torch.allclose(plan.text_rate[text_rows], torch.tensor(0.3))  # paper default, overrides the policy's
+    assert torch.allclose(plan.text_rate[text_rows], torch.tensor(0.3))  # paper default, not the text policy's 0.15
     assert torch.allclose(plan.image_ratio[image_rows], torch.tensor(0.6))
     assert torch.equal(text_rows, plan.mode == plan.mode_names.index("text"))
 
 
-def test_maskvlm_both_option_and_policy_rates():
-    policy = JOINT_MASKING_POLICIES["maskvlm"](text_rate=None, image_ratio=None, both_prob=0.4)
-    plan = policy(B, gen(2), 0.15, 0.5)
+def test_maskvlm_both_option_and_given_rates():
+    policy = JOINT_MASKING_POLICIES["maskvlm"](text_rate=0.15, image_ratio=0.5, both_prob=0.4)
+    plan = policy(B, gen(2))
     both = (plan.text_rate > 0) & (plan.image_ratio > 0)
     assert abs(both.float().mean().item() - 0.4) < 0.025
     assert torch.allclose(plan.text_rate[plan.text_rate > 0], torch.tensor(0.15))
@@ -53,7 +53,7 @@ def test_maskvlm_both_option_and_policy_rates():
 def test_mlim_modes_at_configured_frequencies_and_rates():
     modes = {"heavy_image": (0.1, 0.8), "heavy_text": (0.5, 0.1), "light_both": (0.15, 0.25)}
     policy = JOINT_MASKING_POLICIES["mlim"](modes=modes, mode_probs=[0.5, 0.3, 0.2])
-    plan = policy(B, gen(3), 0.15, 0.6)
+    plan = policy(B, gen(3))
     freq = torch.bincount(plan.mode, minlength=3).float() / B
     assert (freq - torch.tensor([0.5, 0.3, 0.2])).abs().max() < 0.025, freq
     # the plan drives the text and image policies: check the realised rates per mode
@@ -72,7 +72,7 @@ def test_mlim_default_modes_are_heavy_and_light():
     policy = JOINT_MASKING_POLICIES["mlim"]()
     table = policy.modes
     assert table["heavy_image"][1] > table["light_both"][1] and table["heavy_text"][0] > table["light_both"][0]
-    plan = policy(B, gen(6), 0.15, 0.6)
+    plan = policy(B, gen(6))
     assert (torch.bincount(plan.mode, minlength=3).float() / B - 1 / 3).abs().max() < 0.03
     with pytest.raises(ValueError):
         JOINT_MASKING_POLICIES["mlim"](mode_probs=[0.5, 0.5, 0.5])
@@ -80,9 +80,28 @@ def test_mlim_default_modes_are_heavy_and_light():
 
 def test_joint_determinism():
     for name in JOINT_MASKING_POLICIES:
-        a = JOINT_MASKING_POLICIES[name]()(256, gen(7), 0.15, 0.6)
-        b = JOINT_MASKING_POLICIES[name]()(256, gen(7), 0.15, 0.6)
+        a = JOINT_MASKING_POLICIES[name]()(256, gen(7))
+        b = JOINT_MASKING_POLICIES[name]()(256, gen(7))
         assert torch.equal(a.mode, b.mode) and torch.equal(a.text_rate, b.text_rate), name
+
+
+def test_the_collator_builds_its_joint_policy_with_concrete_rates():
+    from maskvl_processing import MaskVLDataCollator, RandomTokenMasking, train_wordpiece_tokenizer
+
+    tokenizer = train_wordpiece_tokenizer(["a red circle", "a blue square"] * 10, vocab_size=60)
+
+    def joint(**kwargs):
+        return MaskVLDataCollator(tokenizer, image_size=64, patch_size=8, **kwargs).joint_policy
+
+    assert (joint().text_rate, joint().image_ratio) == (0.15, 0.0)  # random text, no image masking
+    given = joint(text_policy_kwargs={"rate": 0.5}, image_policy="block", image_policy_kwargs={"ratio": 0.4})
+    assert (given.text_rate, given.image_ratio) == (0.5, 0.4)  # independent by name: the policies' rates
+    assert joint(text_policy=RandomTokenMasking(rate=0.5)).text_rate == 0.5
+    assert joint(text_policy_kwargs={"rate": 0.5}, joint_policy_kwargs={"text_rate": 0.25}).text_rate == 0.25
+    maskvlm = joint(text_policy_kwargs={"rate": 0.5}, image_policy="block", joint_policy="maskvlm")
+    assert (maskvlm.text_rate, maskvlm.image_ratio) == (0.3, 0.6)  # its own rates
+    with pytest.raises(ValueError, match="text_rate"):
+        JOINT_MASKING_POLICIES["maskvlm"](text_rate=None)
 
 
 @pytest.mark.parametrize("prob", [0.5, 0.2])

@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 from isolation import run_isolated
+from maskvl_processing import MaskVLDataCollator, train_wordpiece_tokenizer
 from maskvl_processing.synthetic_scenes import make_synthetic_dataset
 from maskvl_train import pretraining as pretrain
 from maskvl_train.arguments import DataArguments, MaskingArguments, ModelArguments, PretrainingArguments, parse_args
@@ -97,7 +98,7 @@ def test_masking_follows_the_model_unless_given(preset, image, joint, itm):
     assert (kwargs["image_policy"], kwargs["joint_policy"], kwargs["itm_negatives"]) == (image, joint, itm)
     given = MaskingArguments(text_masking="objects", text_mask_rate=0.4, joint_masking="independent",
                              itm_negatives="none").collator_kwargs(config)
-    assert given["text_policy"] == "objects" and given["text_policy_kwargs"]["rate"] == 0.4
+    assert given["text_policy"] == "objects" and given["joint_policy_kwargs"]["text_rate"] == 0.4
     assert given["text_policy_kwargs"]["mode"] == "one" and given["joint_policy"] == "independent"
     assert given["itm_negatives"] is False
 
@@ -106,9 +107,15 @@ def test_masking_options_reach_the_collator_policies():
     config = MaskVLConfig.from_preset("maskvlm-tiny", vision_config={"image_size": 64})
     kwargs = MaskingArguments(text_mask_rate=0.25, image_mask_ratio=0.4, mask_block_pixels=16, joint_both_prob=0.2,
                               mask_replace_prob=0.5, random_replace_prob=0.2).collator_kwargs(config)
-    assert kwargs["text_policy_kwargs"] == {"rate": 0.25, "mask_replace_prob": 0.5, "random_replace_prob": 0.2}
-    assert kwargs["image_policy_kwargs"] == {"ratio": 0.4, "block_pixels": 16}
+    assert kwargs["text_policy_kwargs"] == {"mask_replace_prob": 0.5, "random_replace_prob": 0.2}
+    assert kwargs["image_policy_kwargs"] == {"block_pixels": 16}  # the rates are the joint policy's
     assert kwargs["joint_policy_kwargs"] == {"text_prob": 0.5, "both_prob": 0.2, "text_rate": 0.25, "image_ratio": 0.4}
+    tokenizer = train_wordpiece_tokenizer(["a red circle", "a blue square"] * 10, vocab_size=60)
+    joint = MaskVLDataCollator(tokenizer, image_size=64, patch_size=16, **kwargs).joint_policy
+    assert (joint.text_rate, joint.image_ratio) == (0.25, 0.4)  # the rates every row is masked at
+    independent = MaskingArguments(text_mask_rate=0.4, joint_masking="independent").collator_kwargs(config)
+    joint = MaskVLDataCollator(tokenizer, image_size=64, patch_size=16, **independent).joint_policy
+    assert (joint.text_rate, joint.image_ratio) == (0.4, 0.6)
     with pytest.raises(ValueError, match="multiple of the patch size"):
         MaskingArguments(mask_block_pixels=12).collator_kwargs(config)
 

@@ -218,8 +218,9 @@ class MaskingArguments:
     )
     text_mask_rate: float | None = field(
         default=None,
-        metadata={"help": "Text masking rate (None = the policy's 0.15, or 0.3 under joint maskvlm). Word-class "
-                  "policies in mode 'one' mask one word per caption whatever the rate."},
+        metadata={"help": "Text masking rate, set on the joint policy (None = 0.15, or 0.3 under joint maskvlm; "
+                  "joint mlim's modes set their own). Word-class policies in mode 'one' mask one word per caption "
+                  "whatever the rate."},
     )
     text_mask_mode: str = field(
         default="one", metadata={"help": "Word-class policies: 'one' target word per caption, or 'rate'."}
@@ -230,7 +231,8 @@ class MaskingArguments:
         default=None, metadata={"help": f"Image policy: {', '.join(IMAGE_MASKING_POLICIES)} (None = by model)."}
     )
     image_mask_ratio: float | None = field(
-        default=None, metadata={"help": "Fraction of patches masked (None = 0.6, MaskVLM)."}
+        default=None, metadata={"help": "Fraction of patches masked, set on the joint policy (None = 0.6, MaskVLM; "
+                                "joint mlim's modes set their own)."}
     )
     mask_block_pixels: int | None = field(
         default=None,
@@ -329,21 +331,18 @@ class MaskingArguments:
         """Keyword arguments of `MaskVLDataCollator` (without tokenizer, image processor and seed)."""
         resolved = self.resolved(config)
         text_kwargs = {"mask_replace_prob": self.mask_replace_prob, "random_replace_prob": self.random_replace_prob}
-        if self.text_mask_rate is not None:
-            text_kwargs["rate"] = self.text_mask_rate
         if self.text_masking in WORD_CLASS_POLICIES:
             text_kwargs["mode"] = self.text_mask_mode
         image_kwargs = {}
-        if resolved["image_masking"] != "none" and self.image_mask_ratio is not None:
-            image_kwargs["ratio"] = self.image_mask_ratio
         if resolved["image_masking"] == "block":
             image_kwargs["block_pixels"] = self.block_pixels(config)
         joint_kwargs = {}
         if resolved["joint_masking"] == "maskvlm":
             joint_kwargs = {"text_prob": self.joint_text_prob, "both_prob": self.joint_both_prob}
+        if resolved["joint_masking"] != "mlim":  # the joint policy decides every row's rates (mlim: its modes')
             if self.text_mask_rate is not None:
                 joint_kwargs["text_rate"] = self.text_mask_rate
-            if self.image_mask_ratio is not None:
+            if resolved["image_masking"] != "none" and self.image_mask_ratio is not None:
                 joint_kwargs["image_ratio"] = self.image_mask_ratio
         return {
             "text_policy": self.text_masking,

@@ -129,7 +129,8 @@ class ConcretenessBinMasking(WordClassMasking):
         num_words = batch.num_words
         scores = word_level_features(batch.word_ids, batch.concreteness.float(), num_words, fill=0.0)  # (B, W)
         exists = word_level_features(batch.word_ids, batch.word_ids >= 0, num_words, fill=False)
-        words = whole_word_rate_mask(batch.word_ids, exists & (scores > self.threshold), self.rate, generator)
+        rate = self.rate if rate is None else rate  # the collator's per-row rates
+        words = whole_word_rate_mask(batch.word_ids, exists & (scores > self.threshold), rate, generator)
         return words.gather(1, batch.word_ids.clamp(min=0)) & (batch.word_ids >= 0)  # (B, T)
 
 
