@@ -82,6 +82,20 @@ def _split_inputs(image, text, text_name: str):
     return {"image": image, text_name: text}
 
 
+def _shared_parameters(task: str, unexpected: dict, timeout=None, top_k=None) -> tuple[dict, dict]:
+    """The (preprocess, postprocess) parameters of every pipeline: ``timeout`` of image loading and ``top_k``
+    (a positive integer); an argument the pipeline does not know is a TypeError naming ``task``."""
+    if unexpected:
+        raise TypeError(f"{task} got unexpected arguments {sorted(unexpected)}.")
+    preprocess = {} if timeout is None else {"timeout": timeout}
+    postprocess = {}
+    if top_k is not None:
+        if not isinstance(top_k, int) or top_k < 1:
+            raise MaskVLPipelineError(f"top_k must be a positive integer, got {top_k!r}.")
+        postprocess["top_k"] = top_k
+    return preprocess, postprocess
+
+
 def _max_text_length(model) -> int:
     return model.config.text_config.max_position_embeddings
 
@@ -123,19 +137,10 @@ class ImageFillMaskPipeline(Pipeline):
     _load_feature_extractor = False
 
     def _sanitize_parameters(self, top_k=None, compare_blank_image=None, timeout=None, targets=None, **kwargs):
-        if kwargs:
-            raise TypeError(f"{FILL_MASK_TASK} got unexpected arguments {sorted(kwargs)}.")
-        preprocess, forward, postprocess = {}, {}, {}
-        if timeout is not None:
-            preprocess["timeout"] = timeout
-        if compare_blank_image is not None:
-            forward["compare_blank_image"] = compare_blank_image
-        if top_k is not None:
-            if not isinstance(top_k, int) or top_k < 1:
-                raise MaskVLPipelineError(f"top_k must be a positive integer, got {top_k!r}.")
-            postprocess["top_k"] = top_k
+        preprocess, postprocess = _shared_parameters(FILL_MASK_TASK, kwargs, timeout, top_k)
         if targets is not None:
             raise MaskVLPipelineError("targets= is not supported by image-fill-mask; use top_k.")
+        forward = {} if compare_blank_image is None else {"compare_blank_image": compare_blank_image}
         return preprocess, forward, postprocess
 
     def __call__(self, image, text=None, **kwargs):
@@ -209,15 +214,11 @@ class ImageTextMatchingPipeline(Pipeline):
                                       "neither (config.use_itc_head = config.use_itm_head = False).")
 
     def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, timeout=None, **kwargs):
-        if kwargs:
-            raise TypeError(f"{MATCHING_TASK} got unexpected arguments {sorted(kwargs)}.")
-        preprocess = {}
+        preprocess, _ = _shared_parameters(MATCHING_TASK, kwargs, timeout)
         if candidate_labels is not None:
             preprocess["candidate_labels"] = candidate_labels
         if hypothesis_template is not None:
             preprocess["hypothesis_template"] = hypothesis_template
-        if timeout is not None:
-            preprocess["timeout"] = timeout
         return preprocess, {}, {}
 
     def __call__(self, image, candidate_labels=None, **kwargs):
@@ -282,15 +283,7 @@ class MaskVLVisualQuestionAnsweringPipeline(Pipeline):
     _load_feature_extractor = False
 
     def _sanitize_parameters(self, top_k=None, timeout=None, **kwargs):
-        if kwargs:
-            raise TypeError(f"{VQA_TASK} got unexpected arguments {sorted(kwargs)}.")
-        preprocess, postprocess = {}, {}
-        if timeout is not None:
-            preprocess["timeout"] = timeout
-        if top_k is not None:
-            if not isinstance(top_k, int) or top_k < 1:
-                raise MaskVLPipelineError(f"top_k must be a positive integer, got {top_k!r}.")
-            postprocess["top_k"] = top_k
+        preprocess, postprocess = _shared_parameters(VQA_TASK, kwargs, timeout, top_k)
         return preprocess, {}, postprocess
 
     def __call__(self, image, question=None, **kwargs):

@@ -9,6 +9,8 @@
   parameter counts of the model card, the publish check).
 * `resolve_checkpoint(value, output_dir)` -- what `--resume_from_checkpoint` means: start fresh, the latest
   *complete* checkpoint of `output_dir` ("auto"), or a given folder.
+* `check_checkpoint_argument(path)` -- the `--checkpoint` of an evaluation or fine-tuning script: given, and a
+  folder (a pre-training output).
 """
 
 import json
@@ -182,9 +184,18 @@ def resolve_checkpoint(value: str | None, output_dir: str, require_optimizer: bo
     return value
 
 
+def check_checkpoint_argument(path: str | None) -> None:
+    """Raise unless `--checkpoint` names a folder (a pre-training output: model + processor)."""
+    if path is None:
+        raise ValueError("--checkpoint is required (a pre-training output folder)")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"checkpoint {path!r} is not a directory")
+
+
 __all__ = [
     "STAGING_DIR",
     "IncompleteCheckpointError",
+    "check_checkpoint_argument",
     "checkpoint_problems",
     "last_complete_checkpoint",
     "list_checkpoints",
@@ -192,3 +203,4 @@ __all__ = [
     "read_safetensors_header",
     "resolve_checkpoint",
 ]
+

@@ -28,6 +28,7 @@ from transformers import AutoConfig
 from modeling_maskvl import MaskVLForImageTextRetrieval
 
 from .arguments import DataArguments, parse_args
+from .checkpoints import check_checkpoint_argument
 from .data import load_eval_dataset
 from .metrics import model_index_results, rerank_top_k, retrieval_recall_at_k
 
@@ -49,10 +50,7 @@ class RetrievalArguments:
     data_seed: int = field(default=42, metadata={"help": "Seed of the evaluation data (pre-training's --seed)."})
 
     def __post_init__(self):
-        if self.checkpoint is None:
-            raise ValueError("--checkpoint is required (a pre-training output folder)")
-        if not os.path.isdir(self.checkpoint):
-            raise FileNotFoundError(f"checkpoint {self.checkpoint!r} is not a directory")
+        check_checkpoint_argument(self.checkpoint)
         if self.rerank_k < 0:
             raise ValueError(f"--rerank_k must be >= 0, got {self.rerank_k}")
 

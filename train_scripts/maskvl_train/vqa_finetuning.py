@@ -34,6 +34,7 @@ from transformers import AutoModelForVisualQuestionAnswering, Trainer, TrainingA
 import modeling_maskvl  # noqa: F401  (registers the Auto classes)
 
 from .arguments import parse_args
+from .checkpoints import check_checkpoint_argument
 from .metrics import mean_and_spread, model_index_results
 from .vqa_data import answer_targets, answer_vocabulary, is_multi_answer, load_easy_vqa, load_vqa_dataset
 
@@ -66,10 +67,7 @@ class VQAArguments:
     max_question_length: int = field(default=32, metadata={"help": "Questions are truncated to this many word-pieces."})
 
     def __post_init__(self):
-        if self.checkpoint is None:
-            raise ValueError("--checkpoint is required (a pre-training output folder)")
-        if not os.path.isdir(self.checkpoint):
-            raise FileNotFoundError(f"checkpoint {self.checkpoint!r} is not a directory")
+        check_checkpoint_argument(self.checkpoint)
         if self.dataset_name and self.data_dir:
             raise ValueError("give at most one of --dataset_name and --data_dir")
         bad = [f for f in self.train_fraction if not 0.0 < f <= 1.0]
