@@ -21,6 +21,15 @@ def conv_strides(patch_size: int) -> list[int]:
     return strides or [1]
 
 
+def conv_stem_channels(config) -> list[int]:
+    """The stage widths of :class:`ConvStemPatchEmbeddings`: ``config.conv_stem_channels`` or the default rule."""
+    stages = max(1, config.patch_size.bit_length() - 1)  # P = 2 ** stages
+    channels = getattr(config, "conv_stem_channels", None)
+    if channels is None:
+        return [max(16, config.hidden_size // 2 ** (stages - i)) for i in range(stages)]
+    return list(channels)
+
+
 class ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channels of each position of a (B, C, H, W) map: never mixes patches."""
 
@@ -69,8 +78,15 @@ class ConvPatchEmbeddings(ConvEmbeddingsBase):
 
 class ConvStemPatchEmbeddings(ConvEmbeddingsBase):
     """Early convolutions (Xiao et al., 2021, "Early Convolutions Help Transformers See Better"): log2(P) stages
-    of 3x3 stride-2 convolution + channel LayerNorm + GELU, then a 1x1 convolution to the hidden size.
+    of 3x3 stride-2 convolution + normalisation + GELU, then a 1x1 convolution to the hidden size.
     (B, C, H, W) pixels -> (B, (H/P) * (W/P), D), row-major patch order, a drop-in for ViT's patch embeddings.
+
+    Two fields of the vision config shape it (read with defaults, so older configs load unchanged):
+
+    * ``conv_stem_channels`` (list of log2(P) ints, or None): the width of each stage; None = ``hidden_size / 2 **
+      (stages - i)``, at least 16 (16, 16, 16, 32 for width 64 and P = 16);
+    * ``conv_stem_norm`` ("layer" | "batch"): channel LayerNorm (per position, never mixes images) or BatchNorm
+      (Xiao et al.'s choice; running statistics at evaluation, so a single image is scored as in a batch).
 
     Unlike :class:`ConvPatchEmbeddings` the 3x3 kernels overlap, so an embedding also sees a few pixels of its
     neighbouring patches (at most ``2 ** stages - 1`` pixels across a border): edges and corners -- what a small
@@ -80,12 +96,12 @@ class ConvStemPatchEmbeddings(ConvEmbeddingsBase):
 
     def __init__(self, config):
         super().__init__(config)
-        stages = max(1, config.patch_size.bit_length() - 1)  # P = 2 ** stages
-        widths = [max(16, config.hidden_size // 2 ** (stages - i)) for i in range(stages)]
+        widths = conv_stem_channels(config)
+        norm = nn.BatchNorm2d if getattr(config, "conv_stem_norm", "layer") == "batch" else ChannelLayerNorm
         layers, in_channels = [], config.num_channels
         for width in widths:
             layers += [nn.Conv2d(in_channels, width, kernel_size=3, stride=2, padding=1, bias=False),
-                       ChannelLayerNorm(width), nn.GELU()]
+                       norm(width), nn.GELU()]
             in_channels = width
         self.stem = nn.Sequential(*layers)
         self.projection = nn.Conv2d(in_channels, config.hidden_size, kernel_size=1)  # ViT reads projection.weight

@@ -136,3 +136,24 @@ def test_tiny_comparison_over_fractions_and_seeds_end_to_end(tmp_path):
         assert image.size[0] > 300
     assert "figures/strategy_pretrain_fractions.png" in markdown
     assert result["seconds"]["total"] >= result["seconds"]["pretraining"]
+
+
+def test_downstream_results_are_reused_from_the_output_dir(tmp_path, monkeypatch):
+    """A parallel process (one strategy each) leaves downstream.json; the last run over the grid reads it back
+    and fine-tunes nothing; with --reuse_pretraining false it evaluates again."""
+    args = compare.CompareArguments(output_dir=str(tmp_path), retrieval_eval_size=0)
+    calls = []
+
+    def fake_vqa(argv):
+        calls.append(argv)
+        return {"summary": {"1.0": {"accuracy": {"mean": 0.5}, "accuracy_by_type": {"shape": {"mean": 0.75}}}},
+                "oov": {"token_rate": 0.0}}
+
+    monkeypatch.setattr(compare.vqa_finetuning, "main", fake_vqa)
+    first = compare.evaluate_downstream(args, "objects/frac1/seed0", str(tmp_path / "ckpt"), 0)
+    assert first == {"vqa_accuracy": 0.5, "vqa_by_type": {"shape": 0.75}, "vqa_oov_token_rate": 0.0}
+    assert compare.evaluate_downstream(args, "objects/frac1/seed0", str(tmp_path / "ckpt"), 0) == first
+    assert len(calls) == 1
+    args.reuse_pretraining = False
+    compare.evaluate_downstream(args, "objects/frac1/seed0", str(tmp_path / "ckpt"), 0)
+    assert len(calls) == 2

@@ -63,8 +63,53 @@ def test_config_accepts_conv_stem_and_trains(tmp_path):
 def test_small_presets_use_the_stem_and_the_fan_in_init_scale(name):
     config = MaskVLConfig.from_preset(name)
     assert config.vision_config.patch_embedder == "conv_stem" and config.num_patches == 16
+    assert config.vision_config.conv_stem_channels == [32, 32, 64, 64] and config.vision_config.conv_stem_norm == "batch"
     assert config.initializer_range == pytest.approx(64 ** -0.5)
     model = MaskVLForPreTraining(config)
     weights = [p for n, p in model.named_parameters() if p.dim() == 2 and "embeddings" not in n and p.numel() >= 4096]
     stds = torch.tensor([w.std().item() for w in weights])
     assert torch.allclose(stds, torch.full_like(stds, 64 ** -0.5), rtol=0.15)  # not BERT's 0.02
+
+
+def test_conv_stem_channels_and_batch_norm_are_config_fields(tmp_path):
+    vision = {"patch_embedder": "conv_stem", "patch_size": 16, "conv_stem_channels": [8, 8, 16, 16],
+              "conv_stem_norm": "batch"}
+    config = MaskVLConfig.from_preset("maskvlm-tiny", vision_config=vision, text_config={"vocab_size": 50})
+    model = MaskVLForPreTraining(config)
+    stem = model.maskvl.vision_model.embeddings.patch_embeddings.stem
+    convs = [m for m in stem if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 8, 16, 16]
+    norms = [m for m in stem if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 4 and torch.all(norms[0].weight == 1) and torch.all(norms[0].running_var == 1)
+    ids = torch.randint(5, 50, (2, 6))
+    labels = torch.full_like(ids, -100)
+    labels[:, 2] = ids[:, 2]
+    model.train()
+    model(input_ids=ids, pixel_values=torch.randn(2, 3, 64, 64), labels=labels).loss.backward()
+    assert not torch.all(norms[0].running_mean == 0)  # training updates the running statistics
+    model.save_pretrained(tmp_path)
+    reloaded = MaskVLForPreTraining.from_pretrained(tmp_path).eval()
+    model.eval()
+    assert reloaded.config.vision_config.conv_stem_channels == [8, 8, 16, 16]
+    assert torch.equal(reloaded.maskvl.vision_model.embeddings.patch_embeddings.stem[1].running_mean,
+                       norms[0].running_mean)  # the statistics are saved with the weights
+    pixels = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():  # at evaluation one image is embedded as it is in a batch (running statistics)
+        batch = model.maskvl.encode_image(pixels)
+        single = model.maskvl.encode_image(pixels[:1])
+    assert torch.allclose(batch[:1], single, atol=1e-5)
+    default = MaskVLConfig.from_preset("maskvlm-tiny", vision_config={"patch_embedder": "conv_stem", "patch_size": 16})
+    widths = [m.out_channels for m in MaskVLForPreTraining(default).maskvl.vision_model.embeddings.patch_embeddings.stem
+              if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [16, 16, 16, 32]  # the default rule: hidden / 2 ** (stages - i), at least 16 (tiny width 64)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"conv_stem_channels": [8, 8, 16]}, "4 positive integers"),
+    ({"conv_stem_channels": [8, 8, 0, 16]}, "4 positive integers"),
+    ({"conv_stem_channels": "wide"}, "4 positive integers"),
+    ({"conv_stem_norm": "group"}, "conv_stem_norm"),
+])
+def test_bad_conv_stem_fields_name_the_field(bad, match):
+    with pytest.raises(ValueError, match=match):
+        MaskVLConfig.from_preset("maskvlm-tiny", vision_config={"patch_embedder": "conv_stem", "patch_size": 16, **bad})

@@ -60,7 +60,7 @@ def test_defaults_are_the_small_cpu_run():
     model, _, masking, training = parse_args(argv=[])
     assert model.preset == "maskvlm-small" and training.output_dir == "outputs/pretrain"
     assert model.image_size is None  # the preset's own 64 px
-    assert masking.itm_negatives == "auto" and training.max_steps == 3000
+    assert masking.itm_negatives == "auto" and training.max_steps == 2000
     assert training.remove_unused_columns is False and training.max_steps > 0
     assert isinstance(training, PretrainingArguments)
 

@@ -65,11 +65,14 @@ def tiny_config(preset, **overrides):
     def size(layers):
         return {"hidden_size": WIDTH, "intermediate_size": 37, "num_attention_heads": 2, "num_hidden_layers": layers}
 
+    stem = {}
+    if getattr(towers.vision_config, "conv_stem_channels", None) is not None:  # -small: one width per stride-2 stage
+        stem = {"conv_stem_channels": [8] * (PATCH.bit_length() - 1)}
     return MaskVLConfig.from_preset(
         preset, text_config={"vocab_size": VOCAB, "max_position_embeddings": 32,
                              **size(min(towers.text_config.num_hidden_layers, 1))},
         vision_config={"image_size": IMAGE, "patch_size": PATCH,
-                       **size(min(towers.vision_config.num_hidden_layers, 1))},
+                       **size(min(towers.vision_config.num_hidden_layers, 1)), **stem},
         cross_modal_config=size(2), projection_dim=16, num_labels=3, **overrides)
 
 
@@ -284,6 +287,12 @@ class MLIMTinyModelTest(_MaskVLCommon, unittest.TestCase):
 
 class LXMERTTinyModelTest(_MaskVLCommon, unittest.TestCase):
     preset = "lxmert-tiny"
+
+
+class MaskVLMSmallModelTest(_MaskVLCommon, unittest.TestCase):
+    """The default run's architecture: the early-convolution stem with BatchNorm, fan-in init."""
+
+    preset = "maskvlm-small"
 
 
 def test_every_model_test_class_runs_the_mixin():

@@ -394,7 +394,7 @@ class PretrainingArguments(ShareablePickleMixin, TrainingArguments):
     """
 
     output_dir: str | None = field(default="outputs/pretrain", metadata={"help": "Where checkpoints and the model go."})
-    max_steps: int = field(default=3000, metadata={"help": "Optimizer steps (overrides --num_train_epochs when > 0)."})
+    max_steps: int = field(default=2000, metadata={"help": "Optimizer steps (overrides --num_train_epochs when > 0)."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device for training."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for evaluation."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate."})

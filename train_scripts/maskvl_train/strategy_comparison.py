@@ -98,16 +98,19 @@ class CompareArguments:
     synthetic_num_examples: int = field(default=4000, metadata={"help": "The pool of pre-training pairs (fraction 1.0)."})
     tokenizer_vocab_size: int = field(default=1000)
     extra_pretrain_args: str = field(default="", metadata={"help": "More pretrain.py flags for every run."})
-    reuse_pretraining: bool = field(default=True, metadata={"help": "Skip runs whose checkpoint already exists."})
+    reuse_pretraining: bool = field(default=True, metadata={
+        "help": "Skip pre-training runs whose checkpoint, and downstream evaluations whose results, already exist "
+                "(so parallel processes, one per strategy or seed, can share one --output_dir; a last run over the "
+                "whole grid then only scores image necessity and writes the report)."})
     pretrain_only: bool = field(
         default=False,
         metadata={"help": "Stop after pre-training (e.g. to pre-train seeds in parallel processes into one "
                   "--output_dir; a last run without this flag reuses them and evaluates)."},
     )
     necessity_eval_size: int = field(default=300)
-    vqa_max_train_samples: int = field(default=2000, metadata={"help": "easy-VQA fine-tuning pool (all of it used)."})
+    vqa_max_train_samples: int = field(default=10000, metadata={"help": "easy-VQA fine-tuning pool (all of it used)."})
     vqa_max_test_samples: int = field(default=600)
-    vqa_epochs: float = field(default=2.0)
+    vqa_epochs: float = field(default=3.0)
     vqa_learning_rate: float = field(default=1e-3)
     retrieval_eval_size: int = field(default=200, metadata={"help": "Held-out pairs for retrieval (0 = skip)."})
     torch_threads: int | None = field(
@@ -209,6 +212,10 @@ def run_pretraining(args: CompareArguments, strategy: str, fraction: float, seed
 def evaluate_downstream(args: CompareArguments, name: str, checkpoint: str, seed: int) -> dict:
     """easy-VQA (whole fine-tuning pool, fine-tuning seed = pre-training seed) and retrieval of one checkpoint."""
     out_dir = os.path.join(args.output_dir, "downstream", name)
+    cached = os.path.join(out_dir, "downstream.json")
+    if args.reuse_pretraining and os.path.isfile(cached):  # e.g. evaluated by a parallel process (see README)
+        with open(cached) as handle:
+            return json.load(handle)
     vqa = vqa_finetuning.main([
         "--checkpoint", checkpoint, "--output_dir", os.path.join(out_dir, "vqa"), "--train_fraction", "1.0",
         "--seeds", str(seed), "--max_train_samples", str(args.vqa_max_train_samples),
@@ -225,6 +232,9 @@ def evaluate_downstream(args: CompareArguments, name: str, checkpoint: str, seed
         best = ranking["itm_rerank"] or ranking["itc"]
         for k in (1, 5):  # mean of the two directions
             result[f"R@{k}"] = (best["image_to_text"][f"R@{k}"] + best["text_to_image"][f"R@{k}"]) / 2
+    os.makedirs(out_dir, exist_ok=True)
+    with open(cached, "w") as handle:
+        json.dump(json_safe(result), handle, indent=2)
     return result
 
 
