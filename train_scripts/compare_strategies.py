@@ -10,7 +10,7 @@ Launch (from the repository root):
 
     python train_scripts/compare_strategies.py --output_dir outputs/compare \\
         --report_path docs/strategy_comparison.md --figures_dir docs/figures
-    python train_scripts/compare_strategies.py --quick --output_dir outputs/compare_quick    # about 5 minutes
+    python train_scripts/compare_strategies.py --quick --output_dir outputs/compare_quick    # about 9 minutes (2-core CPU)
     python train_scripts/compare_strategies.py compare.yaml       # arguments from a YAML / JSON file
 
     # pre-train in two processes (2 cores), then evaluate everything in a third run that reuses them

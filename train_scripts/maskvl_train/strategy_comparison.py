@@ -65,7 +65,8 @@ STRATEGIES = {
 }
 BASELINE = "random15"
 NECESSITY_MASKS = ("random", "stop_words", "objects", "attributes")
-# --quick: the same pipeline on a budget of about 5 minutes (2 strategies x 2 fractions x 2 seeds, short runs)
+# --quick: the same pipeline on a small budget (2 strategies x 2 fractions x 2 seeds, short runs): 8.8 min on the
+# quiet 2-core CPU (2026-12-02), 55 s per pre-training run of which 33 s train
 QUICK = dict(strategies=["random15", "objects"], pretrain_fractions=[0.25, 1.0], seeds=[0, 1],
              pretrain_max_steps=150, necessity_eval_size=150, vqa_max_train_samples=600, vqa_max_test_samples=300,
              vqa_epochs=1.0, retrieval_eval_size=100)
@@ -90,7 +91,7 @@ class CompareArguments:
     )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Pre-training seeds."})
     data_seed: int = field(default=42, metadata={"help": "Seed of the pool of pairs, the subsets and the eval data."})
-    quick: bool = field(default=False, metadata={"help": f"A ~5-minute version: {QUICK}."})
+    quick: bool = field(default=False, metadata={"help": f"A ~9-minute version (2-core CPU): {QUICK}."})
     preset: str | None = field(default=None, metadata={"help": "Model preset (None = pretrain.py's default)."})
     pretrain_max_steps: int = field(default=600, metadata={"help": "Optimizer steps of EVERY pre-training run."})
     pretrain_batch_size: int = field(default=32)
