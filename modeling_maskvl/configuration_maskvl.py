@@ -22,6 +22,13 @@ from transformers.configuration_utils import SubConfigSpec
 FUSION_TYPES = ("cross", "co_attention", "single_stream")
 PATCH_EMBEDDERS = ("linear", "conv", "conv_stem")
 CONV_STEM_NORMS = ("layer", "batch")
+
+
+def conv_stem_stages(patch_size: int) -> int:
+    """Stride-2 stages of the early-convolution stem for a power-of-two patch size (P = 2 ** stages)."""
+    return max(1, patch_size.bit_length() - 1)
+
+
 MIM_LOSSES = ("l1", "l2")
 MASKED_MODELING_PASSES = ("separate", "joint")
 ITC_FEATURE_NORMS = ("batch", "none")
@@ -195,7 +202,7 @@ class MaskVLConfig(PretrainedConfig):
                              "convolutions).")
         channels = getattr(self.vision_config, "conv_stem_channels", None)
         if channels is not None:
-            stages = max(1, self.vision_config.patch_size.bit_length() - 1)
+            stages = conv_stem_stages(self.vision_config.patch_size)
             if (not isinstance(channels, (list, tuple)) or len(channels) != stages
                     or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)):
                 raise ValueError(f"MaskVLConfig.vision_config.conv_stem_channels must be {stages} positive integers "
@@ -282,8 +289,8 @@ def _small(preset: dict, text_layers: int, vision_layers: int, fusion_layers: in
     and every weight initialised with std 1/sqrt(width) (0.125).
 
     Why that stem: trained alone with direct supervision (which of the 10 shapes a scene holds), the vision tower
-    with the narrow LayerNorm stem (16, 16, 16, 32) stays at the all-absent baseline after 600 steps, this one
-    gets 21% of the scenes' shape sets exactly right (`bench/diagnostics/shape_probe.py`, docs/pretraining.md).
+    with the narrow LayerNorm stem (16, 16, 16, 32) gets no scene's shape set exactly right after 600 steps, this one
+    8.6% (`bench/diagnostics/shape_probe.py`, docs/pretraining.md).
 
     Why not BERT's 0.02: that std is tuned for width 768; at width 64 every linear layer then shrinks its input
     about 6x, the cross-attention path (value, output) about 40x, and the image tower's gradient is 100x smaller

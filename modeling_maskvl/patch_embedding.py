@@ -10,6 +10,8 @@ output shape; their shared attributes and call in :class:`ConvEmbeddingsBase`).
 import torch
 from torch import nn
 
+from .configuration_maskvl import conv_stem_stages
+
 
 def conv_strides(patch_size: int) -> list[int]:
     """Factor a power-of-two patch size into stride-4/2 stages, e.g. 16 -> [4, 2, 2], 8 -> [2, 2, 2]."""
@@ -23,7 +25,7 @@ def conv_strides(patch_size: int) -> list[int]:
 
 def conv_stem_channels(config) -> list[int]:
     """The stage widths of :class:`ConvStemPatchEmbeddings`: ``config.conv_stem_channels`` or the default rule."""
-    stages = max(1, config.patch_size.bit_length() - 1)  # P = 2 ** stages
+    stages = conv_stem_stages(config.patch_size)
     channels = getattr(config, "conv_stem_channels", None)
     if channels is None:
         return [max(16, config.hidden_size // 2 ** (stages - i)) for i in range(stages)]

@@ -18,8 +18,8 @@ from maskvl_processing.synthetic_scenes import SHAPES, make_synthetic_dataset
 from modeling_maskvl import MaskVLConfig, MaskVLModel
 
 
-def shape_set(ds, size):
-    processor = MaskVLImageProcessor(size={"height": size, "width": size}, patch_size=16)
+def shape_set(ds, size, patch):
+    processor = MaskVLImageProcessor(size={"height": size, "width": size}, patch_size=patch)
     pixels = processor(images=list(ds["image"]), return_tensors="pt")["pixel_values"]
     labels = torch.zeros(len(ds), len(SHAPES))
     for row, layout in enumerate(ds["layout"]):
@@ -46,11 +46,12 @@ def main():
     else:
         model = MaskVLModel(MaskVLConfig.from_preset(args.preset, **json.loads(args.overrides)))
     tower = model.vision_model
-    size = model.config.vision_config.image_size
-    x_train, y_train = shape_set(make_synthetic_dataset(args.n_train, seed=args.seed, image_size=size), size)
-    x_test, y_test = shape_set(make_synthetic_dataset(500, seed=10_000 + args.seed, image_size=size), size)
+    size, patch = model.config.vision_config.image_size, model.config.vision_config.patch_size
+    x_train, y_train = shape_set(make_synthetic_dataset(args.n_train, seed=args.seed, image_size=size), size, patch)
+    x_test, y_test = shape_set(make_synthetic_dataset(500, seed=10_000 + args.seed, image_size=size), size, patch)
     head = torch.nn.Linear(model.config.vision_config.hidden_size, len(SHAPES))
     params = list(head.parameters()) + ([] if args.freeze else list(tower.parameters()))
+    tower.train(not args.freeze)  # a frozen tower keeps its BatchNorm statistics too
     if args.freeze:
         tower.requires_grad_(False)
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
@@ -64,6 +65,7 @@ def main():
         optimizer.zero_grad()
         if step % 100 == 0:
             print(f"step {step} loss {loss.item():.3f} {time.time() - start:.0f}s", flush=True)
+    tower.eval()  # BatchNorm stems score with their running statistics
     with torch.no_grad():
         pred = torch.cat([head(features(x_test[i:i + 100])) for i in range(0, len(x_test), 100)]) > 0
     result = {"per_shape_accuracy": float((pred == y_test.bool()).float().mean()),
