@@ -22,6 +22,8 @@ from transformers.configuration_utils import SubConfigSpec
 FUSION_TYPES = ("cross", "co_attention", "single_stream")
 PATCH_EMBEDDERS = ("linear", "conv", "conv_stem")
 CONV_STEM_NORMS = ("layer", "batch")
+# MaskVL's own fields on the ViT vision config (read with getattr, so a preset need not set them)
+VISION_EXTRA_FIELDS = ("patch_embedder", "conv_stem_channels", "conv_stem_norm")
 
 
 def conv_stem_stages(patch_size: int) -> int:

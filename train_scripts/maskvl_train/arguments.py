@@ -415,9 +415,17 @@ class PretrainingArguments(ShareablePickleMixin, TrainingArguments):
         metadata={"help": "A NaN/inf training loss or gradient norm: 'stop' (error naming the step and the loss "
                   "part; nothing is saved) or 'skip' the batch (counted in the train metrics)."},
     )
+    precise_bn_examples: int = field(
+        default=512,
+        metadata={"help": "Precise BatchNorm: before every evaluation and save, re-estimate the running statistics "
+                  "of the model's BatchNorm layers (the -small presets' stem) over this many training images with "
+                  "the current weights (0 = keep the running averages; models without BatchNorm: no effect)."},
+    )
 
     def __post_init__(self):
         _check_choice("on_nonfinite_loss", self.on_nonfinite_loss, ("stop", "skip"))
+        if self.precise_bn_examples < 0:
+            raise ValueError(f"--precise_bn_examples must be >= 0, got {self.precise_bn_examples}")
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
             # Launched as several processes (torchrun / accelerate --multi_gpu) on a machine without an
             # accelerator: without use_cpu every process would silently train alone (world size 1).

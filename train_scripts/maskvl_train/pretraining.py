@@ -30,7 +30,7 @@ from .image_necessity import image_use_check
 from .model_card import pretraining_summary, write_model_card
 from .scrub import shareable_arguments
 from .seeded_masking import ExampleSeededMasking, most_frequent_masked_token
-from .trainer import MaskVLPreTrainer
+from .trainer import MaskVLPreTrainer, batch_norm_layers, precise_bn_images
 from .validation import check_arguments
 
 logger = logging.getLogger("pretrain")
@@ -137,11 +137,17 @@ def main(argv=None) -> MaskVLPreTrainer:
     logger.info("Most frequent masked training token: %r (%.1f%% of masked targets)",
                 tokenizer.convert_ids_to_tokens(baseline_id), 100 * baseline_share)
 
+    precise_bn_pixels = None
+    if batch_norm_layers(model.maskvl.vision_model):  # precise BatchNorm: a fixed set of training images
+        precise_bn_pixels = precise_bn_images(
+            train_dataset, ExampleSeededMasking(MaskVLDataCollator(**collator_kwargs), seed=training_args.seed + 2),
+            training_args.precise_bn_examples)
+
     # 5. train
     trainer = MaskVLPreTrainer(
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         data_collator=train_collator, eval_data_collator=eval_collator, processing_class=processor,
-        baseline_token_id=baseline_id,
+        baseline_token_id=baseline_id, precise_bn_pixels=precise_bn_pixels,
     )
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model()  # weights (safetensors), config with auto_map, code files, processor + tokenizer

@@ -9,6 +9,12 @@
   frequent masked token of the training set, on the same masks);
 * leaves gradient-accumulation scaling to the Trainer: the model's loss is a weighted sum of
   per-objective means and takes no `num_items_in_batch`;
+* **precise BatchNorm** (`precise_bn_pixels`): before every evaluation, checkpoint and save, the running statistics
+  of every BatchNorm layer are re-estimated over a fixed set of training images with the current weights
+  (`recompute_batch_norm_statistics`; Wu & Johnson 2021, detectron2's PreciseBN). The running averages lag the
+  weights while the learning rate is high: measured on the default run's model at step 2,000 of 8,000, held-out
+  ITC loss and the image-use check were far off with them (object-word Acc@1 with the image 0.112, 0.236 with
+  re-estimated statistics). Training itself never reads these buffers;
 * reloads checkpoint weights through `from_pretrained`: transformers 5.23's `Trainer._load_from_checkpoint`
   uses a plain `load_state_dict(strict=False)`, which misses the key renaming `save_pretrained` applies
   (ViT weights are saved under their legacy names), so a resumed run would silently keep a freshly
@@ -36,6 +42,7 @@
 
 import dataclasses
 import errno
+import itertools
 import logging
 import math
 import os
@@ -61,6 +68,41 @@ LOSS_PARTS = ("mlm", "mim", "itc", "itm")
 # Sums kept per logging / evaluation window: (value sum, count) for each loss part, then counters.
 _WINDOW_KEYS = tuple(f"{part}_loss" for part in LOSS_PARTS) + ("mlm_correct", "itm_correct", "baseline_correct")
 _SLOT = {key: index for index, key in enumerate(_WINDOW_KEYS)}
+
+
+# ---- precise BatchNorm -----------------------------------------------------------------------------------
+def batch_norm_layers(module: torch.nn.Module) -> list[torch.nn.Module]:
+    """The BatchNorm layers of `module` that keep running statistics."""
+    return [m for m in module.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+@torch.no_grad()
+def recompute_batch_norm_statistics(vision_tower: torch.nn.Module, pixel_values: torch.Tensor,
+                                    batch_size: int = 64) -> int:
+    """Replace the running mean / variance of every BatchNorm layer of `vision_tower` by their plain average over
+    `pixel_values` (N, C, H, W), computed with the current weights (`torch.optim.swa_utils.update_bn`). The tower's
+    train / eval mode is restored. Returns the number of layers updated (0: nothing to do)."""
+    if not batch_norm_layers(vision_tower) or not len(pixel_values):
+        return 0
+    parameter = next(vision_tower.parameters())
+    loader = [pixel_values[i:i + batch_size].to(device=parameter.device, dtype=parameter.dtype)
+              for i in range(0, len(pixel_values), batch_size)]
+    torch.optim.swa_utils.update_bn(loader, vision_tower)
+    return len(batch_norm_layers(vision_tower))
+
+
+def precise_bn_images(dataset, collator, num_examples: int, batch_size: int = 64) -> torch.Tensor | None:
+    """`pixel_values` of the first `num_examples` training examples, as `collator` (an `ExampleSeededMasking`,
+    so no global random state is drawn) prepares them; None when `num_examples` is 0 or no row was usable."""
+    if num_examples <= 0:
+        return None
+    rows, chunks = itertools.islice(iter(dataset), num_examples), []
+    while chunk := list(itertools.islice(rows, batch_size)):
+        batch = collator(chunk)
+        if "pixel_values" in batch and len(batch["pixel_values"]):
+            chunks.append(batch["pixel_values"])
+    return torch.cat(chunks) if chunks else None
 
 
 # ---- the Trainer mixin -----------------------------------------------------------------------------------
@@ -354,12 +396,16 @@ class MaskVLPreTrainer(GuardedTrainerMixin, Trainer):
             seed, so every evaluation scores the same masks); default: the training collator.
         baseline_token_id: the most frequent masked token of the training set; evaluation then reports
             `frequency_baseline_accuracy`.
+        precise_bn_pixels: (N, C, H, W) training images over which the vision tower's BatchNorm statistics are
+            re-estimated before every evaluation, checkpoint and save; None keeps the running averages.
     """
 
-    def __init__(self, *args, eval_data_collator=None, baseline_token_id: int | None = None, **kwargs):
+    def __init__(self, *args, eval_data_collator=None, baseline_token_id: int | None = None,
+                 precise_bn_pixels: torch.Tensor | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator
         self.baseline_token_id = baseline_token_id
+        self.precise_bn_pixels = precise_bn_pixels
         # The loss is a weighted sum of per-objective means (the model takes no `num_items_in_batch`):
         # the Trainer must divide it by the number of accumulation steps itself.
         self.model_accepts_loss_kwargs = False
@@ -442,6 +488,33 @@ class MaskVLPreTrainer(GuardedTrainerMixin, Trainer):
             return super()._load_best_model()
         self._load_weights(plain, self.state.best_model_checkpoint)
 
+    # ---- precise BatchNorm ---------------------------------------------------------------------------
+    def refresh_batch_norm_statistics(self) -> int:
+        """Re-estimate the vision tower's BatchNorm statistics over `precise_bn_pixels` (see the module doc)."""
+        if self.precise_bn_pixels is None:
+            return 0
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:  # sharded weights: no forward outside the wrapper
+            if not getattr(self, "_precise_bn_warned", False):
+                logger.warning("precise BatchNorm is skipped under FSDP / DeepSpeed: running averages are kept")
+                self._precise_bn_warned = True
+            return 0
+        model = self.accelerator.unwrap_model(self.model)
+        tower = getattr(getattr(model, "maskvl", model), "vision_model", None)
+        return 0 if tower is None else recompute_batch_norm_statistics(tower, self.precise_bn_pixels)
+
+    def evaluate(self, *args, **kwargs):
+        self.refresh_batch_norm_statistics()
+        return super().evaluate(*args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        self.refresh_batch_norm_statistics()
+        return super()._save_checkpoint(model, trial)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        if not _internal_call:  # checkpoints were refreshed in _save_checkpoint
+            self.refresh_batch_norm_statistics()
+        return super().save_model(output_dir, _internal_call=_internal_call)
+
     # ---- evaluation --------------------------------------------------------------------------------
     def get_eval_dataloader(self, eval_dataset=None):
         """The evaluation loader, collated by `eval_data_collator` when one is given."""
@@ -482,5 +555,8 @@ __all__ = [
     "MaskVLPreTrainer",
     "NonFiniteLossError",
     "NonFiniteWeightsError",
+    "batch_norm_layers",
     "describe_nonfinite",
+    "precise_bn_images",
+    "recompute_batch_norm_statistics",
 ]
