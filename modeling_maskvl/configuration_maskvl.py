@@ -22,8 +22,8 @@ from transformers.configuration_utils import SubConfigSpec
 FUSION_TYPES = ("cross", "co_attention", "single_stream")
 PATCH_EMBEDDERS = ("linear", "conv", "conv_stem")
 CONV_STEM_NORMS = ("layer", "batch")
-# MaskVL's own fields on the ViT vision config (read with getattr, so a preset need not set them)
-VISION_EXTRA_FIELDS = ("patch_embedder", "conv_stem_channels", "conv_stem_norm")
+# MaskVL's own fields on the ViT vision config, and their defaults (set on every config, so they are saved)
+VISION_EXTRA_DEFAULTS = {"patch_embedder": "linear", "conv_stem_channels": None, "conv_stem_norm": "layer"}
 
 
 def conv_stem_stages(patch_size: int) -> int:
@@ -150,8 +150,9 @@ class MaskVLConfig(PretrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        if getattr(self.vision_config, "patch_embedder", None) is None:
-            self.vision_config.patch_embedder = "linear"
+        for name, default in VISION_EXTRA_DEFAULTS.items():
+            if getattr(self.vision_config, name, None) is None:
+                setattr(self.vision_config, name, default)
         self._validate()
 
     def _validate(self):
@@ -161,7 +162,7 @@ class MaskVLConfig(PretrainedConfig):
 
         check_choice("cross_modal_config.fusion_type", self.cross_modal_config.fusion_type, FUSION_TYPES)
         check_choice("vision_config.patch_embedder", self.vision_config.patch_embedder, PATCH_EMBEDDERS)
-        check_choice("vision_config.conv_stem_norm", getattr(self.vision_config, "conv_stem_norm", "layer"),
+        check_choice("vision_config.conv_stem_norm", self.vision_config.conv_stem_norm,
                      CONV_STEM_NORMS)
         check_choice("mim_loss", self.mim_loss, MIM_LOSSES)
         check_choice("masked_modeling_passes", self.masked_modeling_passes, MASKED_MODELING_PASSES)
@@ -202,7 +203,7 @@ class MaskVLConfig(PretrainedConfig):
             raise ValueError(f"MaskVLConfig.vision_config.patch_size ({patch_size}) must be a power of two with "
                              f"patch_embedder={self.vision_config.patch_embedder!r} (a stack of stride-2 "
                              "convolutions).")
-        channels = getattr(self.vision_config, "conv_stem_channels", None)
+        channels = self.vision_config.conv_stem_channels
         if channels is not None:
             stages = conv_stem_stages(self.vision_config.patch_size)
             if (not isinstance(channels, (list, tuple)) or len(channels) != stages

@@ -406,6 +406,7 @@ class MaskVLPreTrainer(GuardedTrainerMixin, Trainer):
         self.eval_data_collator = eval_data_collator
         self.baseline_token_id = baseline_token_id
         self.precise_bn_pixels = precise_bn_pixels
+        self._precise_bn_step = None  # the step whose weights the BatchNorm statistics were last estimated with
         # The loss is a weighted sum of per-objective means (the model takes no `num_items_in_batch`):
         # the Trainer must divide it by the number of accumulation steps itself.
         self.model_accepts_loss_kwargs = False
@@ -498,6 +499,9 @@ class MaskVLPreTrainer(GuardedTrainerMixin, Trainer):
                 logger.warning("precise BatchNorm is skipped under FSDP / DeepSpeed: running averages are kept")
                 self._precise_bn_warned = True
             return 0
+        if self._precise_bn_step == self.state.global_step:  # evaluation and checkpoint of one step: done once
+            return 0
+        self._precise_bn_step = self.state.global_step
         model = self.accelerator.unwrap_model(self.model)
         tower = getattr(getattr(model, "maskvl", model), "vision_model", None)
         return 0 if tower is None else recompute_batch_norm_statistics(tower, self.precise_bn_pixels)

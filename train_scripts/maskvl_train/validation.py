@@ -12,7 +12,6 @@ import json
 import math
 
 from modeling_maskvl import MaskVLConfig
-from modeling_maskvl.configuration_maskvl import VISION_EXTRA_FIELDS
 
 SUB_CONFIGS = ("text_config", "vision_config", "cross_modal_config")
 
@@ -70,10 +69,7 @@ def check_config_overrides(overrides: dict, preset: str) -> None:
             if not isinstance(overrides[name], dict):
                 problems.append(f"--config_overrides {name} must be an object of fields, got {overrides[name]!r}")
                 continue
-            known_fields = set(getattr(config, name).to_dict())
-            if name == "vision_config":
-                known_fields |= set(VISION_EXTRA_FIELDS)
-            problems += _unknown(overrides[name], known_fields, f"--config_overrides {name}")
+            problems += _unknown(overrides[name], set(getattr(config, name).to_dict()), f"--config_overrides {name}")
     if problems:
         raise ValueError("; ".join(problems) + f" (fields of MaskVLConfig preset {preset!r})")
 
