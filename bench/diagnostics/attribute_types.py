@@ -61,7 +61,8 @@ def score(checkpoint: str, num_scenes: int, seed: int) -> dict:
                 ranked = [a["token_str"].strip() for a in pipe(image, " ".join(words), top_k=vocabulary_size)]
                 answer = ranked[0]
                 hits[name] += answer == gold
-                hits[f"{name}_among_type"] += next(a for a in ranked if a in vocabulary) == gold
+                # None when no word of the type is one token of this tokenizer (it then never scores)
+                hits[f"{name}_among_type"] += next((a for a in ranked if a in vocabulary), None) == gold
                 if name == "with_image":
                     kinds[answer_kind(answer, gold, vocabulary, in_scene)] += 1
         result[kind] = {"num_words": count, **{k: v / max(count, 1) for k, v in hits.items()},
