@@ -41,6 +41,33 @@ def test_bad_training_arguments_are_refused_before_any_data_is_read(tmp_path, ex
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")  # nothing written
 
 
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--config_overrides", '{"projection_dim": 16}'], r"--config_overrides 'projection_dim': with "
+                                                      r"--model_name_or_path .* only the objective's fields can change"),
+    (["--config_overrides", '{"itc_weight": 1.0, "vision_config": {"patch_size": 8}}'], r"'vision_config'"),
+    (["--hidden_size", "32"], r"--hidden_size cannot change the size of --model_name_or_path"),
+])
+def test_architecture_changes_of_a_checkpoint_are_refused_before_anything_is_loaded(tmp_path, extra, message):
+    args = [a for a in tiny_args(tmp_path / "out") if a not in ("--image_size", "32")]
+    with pytest.raises(ValueError, match=message):  # the checkpoint does not exist: nothing was loaded
+        pretrain.main(args + ["--model_name_or_path", str(tmp_path / "no-such-checkpoint"), *extra])
+
+
+def test_a_checkpoint_trains_on_with_the_objective_overridden(saved_run, tmp_path):
+    """A second stage (e.g. MLM + MIM first, then ITC and ITM switched on) changes the loss weights it is given."""
+    args = [a for a in tiny_args(tmp_path / "stage2", steps=2) if a not in ("--image_size", "32")]
+    trainer = pretrain.main(args + ["--model_name_or_path", str(saved_run),
+                                    "--config_overrides", '{"itc_weight": 0.0, "mlm_weight": 2.0}'])
+    assert trainer.model.config.itc_weight == 0.0 and trainer.model.config.mlm_weight == 2.0
+    saved = pretrain.MaskVLConfig.from_pretrained(tmp_path / "stage2")
+    assert (saved.itc_weight, saved.mlm_weight, saved.mim_weight) == (0.0, 2.0, 1.0)
+    logged = [e for e in trainer.state.log_history if "mlm_loss" in e]
+    assert logged
+    for entry in logged:  # the total is the newly weighted sum of the parts
+        parts = 2.0 * entry["mlm_loss"] + entry.get("mim_loss", 0.0) + entry.get("itm_loss", 0.0)
+        assert entry["loss"] == pytest.approx(parts, rel=1e-3)
+
+
 def test_known_config_overrides_pass():
     check_config_overrides({"mim_weight": 0.5, "vision_config": {"image_size": 32}}, "maskvlm-tiny")
 

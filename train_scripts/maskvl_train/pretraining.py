@@ -38,9 +38,13 @@ logger = logging.getLogger("pretrain")
 
 # ---- model -----------------------------------------------------------------------------------------
 def build_config(model_args) -> MaskVLConfig:
-    """The config before the tokenizer is known (gives the image size for data and processor)."""
+    """The config before the tokenizer is known (gives the image size for data and processor). A checkpoint's
+    config takes the objective's `--config_overrides` (checked by `validation.check_arguments`)."""
     if model_args.model_name_or_path is not None:
-        return MaskVLConfig.from_pretrained(model_args.model_name_or_path)
+        config = MaskVLConfig.from_pretrained(model_args.model_name_or_path)
+        for key, value in json.loads(model_args.config_overrides or "{}").items():
+            setattr(config, key, value)
+        return config
     return MaskVLConfig.from_preset(model_args.preset, **model_args.config_overrides_dict())
 
 
@@ -67,7 +71,7 @@ def build_tokenizer(model_args, train, training_args, checkpoint: str | None, on
 def build_model(model_args, config: MaskVLConfig, tokenizer, max_seq_length: int) -> MaskVLForPreTraining:
     """A fresh model (vocabulary = the tokenizer's), pretrained towers, or a saved MaskVL checkpoint."""
     if model_args.model_name_or_path is not None:
-        model = MaskVLForPreTraining.from_pretrained(model_args.model_name_or_path)
+        model = MaskVLForPreTraining.from_pretrained(model_args.model_name_or_path, config=config)
     elif model_args.init_text_from or model_args.init_vision_from:
         model = MaskVLForPreTraining.from_text_vision_pretrained(
             model_args.init_text_from, model_args.init_vision_from, config=config)

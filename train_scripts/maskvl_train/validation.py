@@ -4,7 +4,9 @@
 error: a negative / NaN learning rate or weight decay, batch size or gradient accumulation 0, negative data-loader
 workers, `--max_steps 0`, `--num_train_epochs 0` (transformers "succeeds" with 0 steps and a model card).
 `check_config_overrides(overrides, preset)` refuses `--config_overrides` keys that `MaskVLConfig` does not have
-(a typo such as `mim_weigth` would be stored silently), with a did-you-mean.
+(a typo such as `mim_weigth` would be stored silently), with a did-you-mean; with `--model_name_or_path` it accepts
+only the objective's fields (`CHECKPOINT_OVERRIDES`: loss weights and the like, e.g. a second stage that switches ITC
+and ITM on), since a field that shapes the weights cannot change once they are trained.
 """
 
 import difflib
@@ -14,6 +16,9 @@ import math
 from modeling_maskvl import MaskVLConfig
 
 SUB_CONFIGS = ("text_config", "vision_config", "cross_modal_config")
+# MaskVLConfig fields that change the training objective but no weight: these may be changed on a saved checkpoint
+CHECKPOINT_OVERRIDES = ("mlm_weight", "mim_weight", "itc_weight", "itm_weight", "mim_loss", "norm_pix_loss",
+                        "patch_drop_ratio")
 
 
 def _finite(value) -> bool:
@@ -74,11 +79,30 @@ def check_config_overrides(overrides: dict, preset: str) -> None:
         raise ValueError("; ".join(problems) + f" (fields of MaskVLConfig preset {preset!r})")
 
 
+def check_checkpoint_overrides(overrides: dict, checkpoint: str) -> None:
+    """Raise `ValueError` for `--config_overrides` keys that cannot change on a trained checkpoint."""
+    refused = [key for key in overrides if key not in CHECKPOINT_OVERRIDES]
+    if refused:
+        raise ValueError(f"--config_overrides {', '.join(repr(k) for k in refused)}: with --model_name_or_path "
+                         f"{checkpoint!r} only the objective's fields can change ({', '.join(CHECKPOINT_OVERRIDES)}); "
+                         "the others shape the weights of the saved model: start from a --preset instead")
+
+
 def check_arguments(model_args, training_args) -> None:
     """Every check above, for the pre-training script (before any data preparation)."""
     check_training_arguments(training_args)
-    if model_args.config_overrides and model_args.model_name_or_path is None:
+    checkpoint = model_args.model_name_or_path
+    if checkpoint is not None:
+        sizes = [f"--{name}" for name in ("image_size", "patch_size", "hidden_size")
+                 if getattr(model_args, name) is not None]
+        if sizes:
+            raise ValueError(f"{' / '.join(sizes)} cannot change the size of --model_name_or_path {checkpoint!r}'s "
+                             "model (its config.json fixes it); leave them out, or start from a --preset")
+        if model_args.config_overrides:
+            check_checkpoint_overrides(json.loads(model_args.config_overrides), checkpoint)
+    elif model_args.config_overrides:
         check_config_overrides(json.loads(model_args.config_overrides), model_args.preset)
 
 
-__all__ = ["check_arguments", "check_config_overrides", "check_training_arguments"]
+__all__ = ["CHECKPOINT_OVERRIDES", "check_arguments", "check_checkpoint_overrides", "check_config_overrides",
+           "check_training_arguments"]
