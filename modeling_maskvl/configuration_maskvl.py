@@ -34,6 +34,7 @@ def conv_stem_stages(patch_size: int) -> int:
 MIM_LOSSES = ("l1", "l2")
 MASKED_MODELING_PASSES = ("separate", "joint")
 ITC_FEATURE_NORMS = ("batch", "none")
+ITC_POOLINGS = ("cls", "mean")
 POOLINGS = ("pair", "text")
 MIM_ENCODERS = ("mask_token", "visible")
 
@@ -99,6 +100,11 @@ class MaskVLConfig(PretrainedConfig):
             state and stays at ln(batch), with "batch" it learns. Measured on the default pre-training run
             at 2,000 steps (docs/pretraining.md): retrieval R@10 0.11 vs 0.04 (chance 0.02), but held-out MLM
             accuracy 0.49 vs 0.67 -- the tiny towers trade MLM for ITC.
+        itc_pooling (`str`): which unimodal states the ITC projections read. "cls" (default, ALBEF / MaskVLM /
+            CLIP) -- the [CLS] state of each tower; "mean" -- the mean of the text tower's non-padding token states
+            and of the vision tower's patch states (the average pooling of open_clip's and sentence-transformers'
+            encoders). From scratch the tiny towers' [CLS] states of different captions and images are nearly equal,
+            while the mean states carry the words' and patches' own features from the first step.
         pooling (`str`): the pooled pair representation that feeds ITM and VQA. "pair" (default) --
             [fused text CLS; fused image CLS], both cross-modality streams; "text" -- the fused text CLS alone
             (ALBEF: the text stream has cross-attended to the image). With "text" the separate-pass ITM skips
@@ -142,6 +148,7 @@ class MaskVLConfig(PretrainedConfig):
     projection_dim: int = 256
     logit_scale_init_value: float = 2.6592
     itc_feature_norm: str = "none"
+    itc_pooling: str = "cls"
     pooling: str = "pair"
     mim_encoder: str = "mask_token"
     patch_drop_ratio: float = 0.0
@@ -167,6 +174,7 @@ class MaskVLConfig(PretrainedConfig):
         check_choice("mim_loss", self.mim_loss, MIM_LOSSES)
         check_choice("masked_modeling_passes", self.masked_modeling_passes, MASKED_MODELING_PASSES)
         check_choice("itc_feature_norm", self.itc_feature_norm, ITC_FEATURE_NORMS)
+        check_choice("itc_pooling", self.itc_pooling, ITC_POOLINGS)
         check_choice("pooling", self.pooling, POOLINGS)
         check_choice("mim_encoder", self.mim_encoder, MIM_ENCODERS)
         if self.mim_encoder == "visible":

@@ -489,19 +489,27 @@ class MaskVLModel(MaskVLPreTrainedModel):
         if self.text_projection is None:
             raise ValueError("This MaskVL model has no ITC projections (config.use_itc_head=False).")
 
-    def _text_embeds(self, text_states):
-        """Unimodal text states (B, T, Dt) -> L2-normalised ITC embeddings of the CLS token (B, projection_dim)."""
-        return nn.functional.normalize(self.text_projection_norm(self.text_projection(text_states[:, 0])), dim=-1)
+    def _text_embeds(self, text_states, attention_mask=None):
+        """Unimodal text states (B, T, Dt) -> L2-normalised ITC embeddings (B, projection_dim) of the CLS token, or
+        of the mean over the non-padding tokens (``config.itc_pooling="mean"``; attention_mask (B, T), None = all)."""
+        if self.config.itc_pooling == "mean":
+            weights = (torch.ones(text_states.shape[:2], dtype=text_states.dtype, device=text_states.device)
+                       if attention_mask is None else attention_mask.to(text_states.dtype))  # (B, T)
+            pooled = (text_states * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1.0)
+        else:
+            pooled = text_states[:, 0]
+        return nn.functional.normalize(self.text_projection_norm(self.text_projection(pooled)), dim=-1)
 
     def _image_embeds(self, image_states):
-        """Unimodal image states (B, 1 + N, Dv) -> L2-normalised ITC embeddings of the CLS token."""
-        return nn.functional.normalize(self.visual_projection_norm(self.visual_projection(image_states[:, 0])),
-                                       dim=-1)
+        """Unimodal image states (B, 1 + N, Dv) -> L2-normalised ITC embeddings of the CLS token, or of the mean
+        of the patch states (``config.itc_pooling="mean"``)."""
+        pooled = image_states[:, 1:].mean(1) if self.config.itc_pooling == "mean" else image_states[:, 0]
+        return nn.functional.normalize(self.visual_projection_norm(self.visual_projection(pooled)), dim=-1)
 
-    def contrastive_embeddings(self, text_states, image_states):
-        """Unimodal CLS states -> L2-normalised ITC embeddings (B, projection_dim) each."""
+    def contrastive_embeddings(self, text_states, image_states, attention_mask=None):
+        """Unimodal states -> L2-normalised ITC embeddings (B, projection_dim) each (``config.itc_pooling``)."""
         self._require_itc()
-        return self._text_embeds(text_states), self._image_embeds(image_states)
+        return self._text_embeds(text_states, attention_mask), self._image_embeds(image_states)
 
     @can_return_tuple
     def get_text_features(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None,
@@ -511,7 +519,8 @@ class MaskVLModel(MaskVLPreTrainedModel):
         (B, projection_dim), None for a model without ITC projections."""
         out = self.run_text_tower(input_ids, attention_mask, token_type_ids, inputs_embeds,
                               **self._flags(output_attentions, output_hidden_states))
-        pooled = self._text_embeds(out.last_hidden_state) if self.text_projection is not None else None
+        pooled = (self._text_embeds(out.last_hidden_state, attention_mask) if self.text_projection is not None
+                  else None)
         return BaseModelOutputWithPooling(last_hidden_state=out.last_hidden_state, pooler_output=pooled,
                                           hidden_states=out.hidden_states, attentions=out.attentions)
 
@@ -543,7 +552,7 @@ class MaskVLModel(MaskVLPreTrainedModel):
         fusion = self.fuse(text_states, attention_mask, image_states, **flags)
         text_embeds = image_embeds = None
         if self.text_projection is not None:
-            text_embeds, image_embeds = self.contrastive_embeddings(text_states, image_states)
+            text_embeds, image_embeds = self.contrastive_embeddings(text_states, image_states, attention_mask)
         pooled = (self.pooler(fusion.text_last_hidden_state, fusion.image_last_hidden_state)
                   if self.pooler is not None else None)
         return MaskVLModelOutput(
@@ -706,7 +715,7 @@ class MaskVLForPreTraining(MaskVLPreTrainedModel):
             if itm_labels is not None:
                 out["itm_labels"] = itm_labels
         if base.text_projection is not None:
-            self._itc(out, pair_text, pair_image, positive)
+            self._itc(out, pair_text, pair_image, positive, attention_mask)
 
         losses = MaskVLLosses(
             mlm=masked_lm_loss(out["mlm_logits"], out["mlm_labels"]) if "mlm_labels" in out else None,
@@ -783,9 +792,9 @@ class MaskVLForPreTraining(MaskVLPreTrainedModel):
         out["mim_logits"] = pixels[bool_masked_pos]  # (K, P * P * C)
         out["mim_labels"] = target[bool_masked_pos]
 
-    def _itc(self, out, text_states, image_states, positive):
+    def _itc(self, out, text_states, image_states, positive, attention_mask=None):
         """Contrastive logits over the true pairs of every process."""
-        text_embeds, image_embeds = self.maskvl.contrastive_embeddings(text_states, image_states)
+        text_embeds, image_embeds = self.maskvl.contrastive_embeddings(text_states, image_states, attention_mask)
         out["text_embeds"], out["image_embeds"] = text_embeds, image_embeds
         all_text, offset = gather_across_processes(text_embeds)
         all_image, _ = gather_across_processes(image_embeds)

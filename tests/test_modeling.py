@@ -76,6 +76,7 @@ def test_unknown_preset_lists_valid_ones():
     (dict(cross_modal_config={"fusion_type": "late"}), "cross_modal_config.fusion_type"),
     (dict(mim_loss="huber"), "mim_loss"),
     (dict(itc_feature_norm="layer"), "itc_feature_norm"),
+    (dict(itc_pooling="max"), "itc_pooling"),
     (dict(pooling="mean"), "pooling"),
 ])
 def test_bad_config_names_the_field(overrides, field):
@@ -234,6 +235,31 @@ def test_itc_trains_from_scratch_with_batch_feature_norm(norm):
         assert final < 0.75 * chance, f"ITC {final:.3f} vs chance {chance:.3f}"
     else:  # the failure the feature norm fixes: still at chance after the same budget
         assert final > 0.95 * chance, f"ITC {final:.3f} vs chance {chance:.3f}"
+
+
+def test_itc_mean_pooling_averages_the_unpadded_tokens_and_the_patches():
+    torch.manual_seed(0)
+    model = MaskVLModel(tiny_config(itc_pooling="mean")).eval()
+    batch = make_batch(model.config, itm=False)
+    ids, mask = batch["input_ids"].clone(), batch["attention_mask"].clone()
+    mask[1, 5:] = 0
+    changed = ids.clone()
+    changed[1, 5:] = 7  # padding positions: must not move the embedding
+    with torch.no_grad():
+        text = model.get_text_features(ids, mask)
+        padded = model.get_text_features(changed, mask).pooler_output
+        image = model.get_image_features(batch["pixel_values"])
+        out = model(input_ids=ids, attention_mask=mask, pixel_values=batch["pixel_values"])
+    torch.testing.assert_close(padded, text.pooler_output)
+    torch.testing.assert_close(out.text_embeds, text.pooler_output)
+    states = text.last_hidden_state[1, :5].mean(0)  # by hand: projection of the mean of the 5 real tokens
+    torch.testing.assert_close(text.pooler_output[1], torch.nn.functional.normalize(model.text_projection(states), dim=-1))
+    patches = image.last_hidden_state[:, 1:].mean(1)
+    torch.testing.assert_close(image.pooler_output,
+                               torch.nn.functional.normalize(model.visual_projection(patches), dim=-1))
+    model.config.itc_pooling = "cls"  # the default reads CLS: a different embedding from the same weights
+    with torch.no_grad():
+        assert not torch.allclose(model.get_image_features(batch["pixel_values"]).pooler_output, image.pooler_output)
 
 
 def test_itc_feature_norm_uses_running_statistics_at_eval_and_accepts_one_row():
