@@ -77,3 +77,41 @@ def test_itc_attributes_runs_on_a_saved_checkpoint(itc_attributes, monkeypatch, 
         for scores in result[part].values():
             assert 0.0 <= scores["cls"] <= 1.0 and 0.0 <= scores["mean_patch"] <= 1.0
     assert result["logit_scale"] > 0
+
+
+def _seed_table():
+    spec = importlib.util.spec_from_file_location("seed_table", ROOT / "bench" / "diagnostics" / "seed_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_folder(path: Path, itc: float, attribute_gap: float) -> str:
+    path.mkdir()
+    (path / "all_results.json").write_text(json.dumps({
+        "eval_itc_loss": itc, "eval_mlm_accuracy": 0.6, "eval_itm_accuracy": 0.8,
+        "eval_image_acc1_attribute": 0.1 + attribute_gap, "eval_blank_acc1_attribute": 0.1,
+        "eval_image_acc1_object": 0.05, "eval_blank_acc1_object": 0.05}))
+    return str(path)
+
+
+def test_seed_table_pairs_settings_by_seed_and_judges_by_the_interval(tmp_path, monkeypatch, capsys):
+    seed_table = _seed_table()
+    a = [_run_folder(tmp_path / f"a{i}", itc, gap) for i, (itc, gap) in enumerate([(3.0, 0.10), (2.9, 0.02), (3.1, 0.2)])]
+    b = [_run_folder(tmp_path / f"b{i}", itc, gap) for i, (itc, gap) in enumerate([(2.6, 0.12), (2.5, 0.0), (2.7, 0.25)])]
+    monkeypatch.setattr(sys, "argv", ["seed_table.py", "cls=" + ",".join(a), "mean=" + ",".join(b)])
+    seed_table.main()
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in capsys.readouterr().out.splitlines()}
+    itc = rows["held-out ITC loss"]
+    assert itc[1].startswith("3.000 [") and itc[2].startswith("2.600 [")
+    assert itc[3] == "-0.400 [-0.400, -0.400]" and itc[4].strip(" |") == "yes, lower"  # same drop on every seed
+    gap = rows["attribute gap (points)"]
+    assert gap[3].startswith("1.667 [") and gap[4].strip(" |") == "no"  # +2, -2, +5 points: the interval holds 0
+    assert rows["colour Acc@1 with the scene"][1] == "–"  # no attribute_types records given
+
+
+def test_seed_table_names_a_folder_that_is_not_a_finished_run(tmp_path, monkeypatch):
+    seed_table = _seed_table()
+    monkeypatch.setattr(sys, "argv", ["seed_table.py", f"x={tmp_path}"])
+    with pytest.raises(SystemExit, match=f"{tmp_path}: no all_results.json"):
+        seed_table.main()
