@@ -53,6 +53,12 @@ def test_architecture_changes_of_a_checkpoint_are_refused_before_anything_is_loa
         pretrain.main(args + ["--model_name_or_path", str(tmp_path / "no-such-checkpoint"), *extra])
 
 
+def test_a_bad_objective_value_on_a_checkpoint_is_refused(saved_run, tmp_path):
+    args = [a for a in tiny_args(tmp_path / "stage2") if a not in ("--image_size", "32")]
+    with pytest.raises(ValueError, match=r"MaskVLConfig\.mim_loss='huber'"):
+        pretrain.main(args + ["--model_name_or_path", str(saved_run), "--config_overrides", '{"mim_loss": "huber"}'])
+
+
 def test_a_checkpoint_trains_on_with_the_objective_overridden(saved_run, tmp_path):
     """A second stage (e.g. MLM + MIM first, then ITC and ITM switched on) changes the loss weights it is given."""
     args = [a for a in tiny_args(tmp_path / "stage2", steps=2) if a not in ("--image_size", "32")]

@@ -44,6 +44,7 @@ def build_config(model_args) -> MaskVLConfig:
         config = MaskVLConfig.from_pretrained(model_args.model_name_or_path)
         for key, value in json.loads(model_args.config_overrides or "{}").items():
             setattr(config, key, value)
+        config._validate()  # the values too (an unknown mim_loss, a patch_drop_ratio outside [0, 1))
         return config
     return MaskVLConfig.from_preset(model_args.preset, **model_args.config_overrides_dict())
 
