@@ -15,12 +15,17 @@ from test_eval_checkpoints import tiny_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def itc_attributes():
-    spec = importlib.util.spec_from_file_location("itc_attributes", ROOT / "bench" / "diagnostics" / "itc_attributes.py")
+def load_diagnostic(name: str):
+    """A script of bench/diagnostics/ as a module (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "diagnostics" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def itc_attributes():
+    return load_diagnostic("itc_attributes")
 
 
 class ColourOnlyEncoder:
@@ -79,13 +84,6 @@ def test_itc_attributes_runs_on_a_saved_checkpoint(itc_attributes, monkeypatch, 
     assert result["logit_scale"] > 0
 
 
-def _seed_table():
-    spec = importlib.util.spec_from_file_location("seed_table", ROOT / "bench" / "diagnostics" / "seed_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run_folder(path: Path, itc: float, attribute_gap: float) -> str:
     path.mkdir()
     (path / "all_results.json").write_text(json.dumps({
@@ -96,7 +94,7 @@ def _run_folder(path: Path, itc: float, attribute_gap: float) -> str:
 
 
 def test_seed_table_pairs_settings_by_seed_and_judges_by_the_interval(tmp_path, monkeypatch, capsys):
-    seed_table = _seed_table()
+    seed_table = load_diagnostic("seed_table")
     a = [_run_folder(tmp_path / f"a{i}", itc, gap) for i, (itc, gap) in enumerate([(3.0, 0.10), (2.9, 0.02), (3.1, 0.2)])]
     b = [_run_folder(tmp_path / f"b{i}", itc, gap) for i, (itc, gap) in enumerate([(2.6, 0.12), (2.5, 0.0), (2.7, 0.25)])]
     monkeypatch.setattr(sys, "argv", ["seed_table.py", "cls=" + ",".join(a), "mean=" + ",".join(b)])
@@ -111,7 +109,7 @@ def test_seed_table_pairs_settings_by_seed_and_judges_by_the_interval(tmp_path, 
 
 
 def test_seed_table_names_a_folder_that_is_not_a_finished_run(tmp_path, monkeypatch):
-    seed_table = _seed_table()
+    seed_table = load_diagnostic("seed_table")
     monkeypatch.setattr(sys, "argv", ["seed_table.py", f"x={tmp_path}"])
     with pytest.raises(SystemExit, match=f"{tmp_path}: no all_results.json"):
         seed_table.main()

@@ -41,6 +41,13 @@ def test_bad_training_arguments_are_refused_before_any_data_is_read(tmp_path, ex
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")  # nothing written
 
 
+def checkpoint_args(output_dir, steps=2):
+    """tiny_args without --image_size: a run from --model_name_or_path takes its size from the checkpoint."""
+    args = tiny_args(output_dir, steps=steps)
+    at = args.index("--image_size")
+    return args[:at] + args[at + 2:]
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--config_overrides", '{"projection_dim": 16}'], r"--config_overrides 'projection_dim': with "
                                                       r"--model_name_or_path .* only the objective's fields can change"),
@@ -48,20 +55,20 @@ def test_bad_training_arguments_are_refused_before_any_data_is_read(tmp_path, ex
     (["--hidden_size", "32"], r"--hidden_size cannot change the size of --model_name_or_path"),
 ])
 def test_architecture_changes_of_a_checkpoint_are_refused_before_anything_is_loaded(tmp_path, extra, message):
-    args = [a for a in tiny_args(tmp_path / "out") if a not in ("--image_size", "32")]
+    args = checkpoint_args(tmp_path / "out")
     with pytest.raises(ValueError, match=message):  # the checkpoint does not exist: nothing was loaded
         pretrain.main(args + ["--model_name_or_path", str(tmp_path / "no-such-checkpoint"), *extra])
 
 
 def test_a_bad_objective_value_on_a_checkpoint_is_refused(saved_run, tmp_path):
-    args = [a for a in tiny_args(tmp_path / "stage2") if a not in ("--image_size", "32")]
+    args = checkpoint_args(tmp_path / "stage2")
     with pytest.raises(ValueError, match=r"MaskVLConfig\.mim_loss='huber'"):
         pretrain.main(args + ["--model_name_or_path", str(saved_run), "--config_overrides", '{"mim_loss": "huber"}'])
 
 
 def test_a_checkpoint_trains_on_with_the_objective_overridden(saved_run, tmp_path):
     """A second stage (e.g. MLM + MIM first, then ITC and ITM switched on) changes the loss weights it is given."""
-    args = [a for a in tiny_args(tmp_path / "stage2", steps=2) if a not in ("--image_size", "32")]
+    args = checkpoint_args(tmp_path / "stage2")
     trainer = pretrain.main(args + ["--model_name_or_path", str(saved_run),
                                     "--config_overrides", '{"itc_weight": 0.0, "mlm_weight": 2.0}'])
     assert trainer.model.config.itc_weight == 0.0 and trainer.model.config.mlm_weight == 2.0

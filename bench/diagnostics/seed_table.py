@@ -11,11 +11,9 @@ those folders (colour / object Acc@1 with the scene, and among the type's words 
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "train_scripts"))
-from maskvl_train.statistics import holds, seed_summary  # noqa: E402
+from maskvl_train.statistics import holds, seed_summary
 
 METRICS = {  # name: (how to read it from one checkpoint's record, points?)
     "held-out ITC loss": (lambda r: r["eval_itc_loss"], False),
