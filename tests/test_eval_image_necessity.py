@@ -109,6 +109,43 @@ def test_a_model_that_ignores_the_image_gets_zero_delta_and_one_that_uses_it_doe
         assert low < high, f"{variant}: the per-token loss changes differ, the interval has a width"
 
 
+def test_colour_row_of_the_image_use_check_masks_colour_words_only():
+    import datasets
+    hand_made = datasets.Dataset.from_dict({
+        "caption": ["a large red circle.", "a striped Gray star and a small square."],
+        "words": [["a", "large", "red", "circle", "."], ["a", "striped", "Gray", "star", "and", "a", "small", "square", "."]],
+        "word_classes": [["stop", "attribute", "attribute", "object", "stop"],
+                         ["stop", "attribute", "attribute", "object", "stop", "stop", "attribute", "object", "stop"]],
+    })
+    relabelled, data_args = necessity.colour_words_only(hand_made, DataArguments())
+    assert data_args.attribute_vocab is None  # the data set's own classes are relabelled instead
+    assert relabelled["word_classes"] == [["stop", "content", "attribute", "object", "stop"],
+                                          ["stop", "content", "attribute", "object", "stop", "stop", "content",
+                                           "object", "stop"]]
+    assert hand_made["word_classes"][0][1] == "attribute", "the input data set is left as it was"
+    # a data set without word classes is tagged with the colour terms as the attribute vocabulary
+    plain = hand_made.remove_columns(["words", "word_classes"])
+    same, plain_args = necessity.colour_words_only(plain, DataArguments())
+    assert same is plain and set(plain_args.attribute_vocab) == set(necessity.COLOUR_TERMS)
+
+    # on the embedded scenes the attribute mask then hits colour words only, and a colour word in every caption with one
+    scenes = make_synthetic_dataset(60, seed=4, image_size=IMAGE_SIZE)
+    colours, colour_args = necessity.colour_words_only(scenes, DataArguments())
+    tokenizer = tiny_tokenizer()
+    tagged = tag_dataset(colours, tokenizer, colour_args)
+    rows = [{**{c: row[c] for c in ("input_ids", "word_ids", "token_word_class", "token_concreteness")},
+             "pixel_values": torch.zeros(3, IMAGE_SIZE, IMAGE_SIZE)} for row in tagged]
+    batch, _ = collate("attributes", rows)
+    masked_rows = (batch["labels"] != -100).any(dim=1)
+    has_colour = torch.tensor([any(w in necessity.COLOUR_TERMS for w in words) for words in scenes["words"]])
+    assert 0 < int(has_colour.sum()) < len(scenes)
+    assert torch.equal(masked_rows, has_colour)
+    for labels in batch["labels"]:
+        pieces = labels[labels != -100].tolist()
+        if pieces:
+            assert tokenizer.decode(pieces).replace(" ", "") in necessity.COLOUR_TERMS
+
+
 def test_bad_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match="unknown eval masks.*nouns"):
         necessity.ImageNecessityArguments(checkpoint=[tiny_checkpoint()], eval_masks=["nouns"])

@@ -214,6 +214,10 @@ def test_loss_goes_down_and_the_output_folder_is_hub_ready(tmp_path):
     uniform = math.log(trainer.model.config.text_config.vocab_size)  # loss of an untrained model
     assert trainer.state.log_history[-1]["eval_mlm_loss"] < 0.85 * uniform
 
+    # the image-use line's rows (attribute, colour, object words) are recorded with the held-out metrics
+    recorded = json.loads((out / "eval_results.json").read_text())
+    for name in ("attribute", "colour", "object"):
+        assert 0.0 <= recorded[f"eval_image_acc1_{name}"] <= 1.0 and 0.0 <= recorded[f"eval_blank_acc1_{name}"] <= 1.0
     names = {path.name for path in out.iterdir()}
     assert {"model.safetensors", "config.json", "processor_config.json", "tokenizer.json", "training_args.json",
             "modeling_maskvl.py", "configuration_maskvl.py", "processing_maskvl.py", "image_processing_maskvl.py",

@@ -21,6 +21,7 @@ METRICS = {  # name: (how to read it from one checkpoint's record, points?)
     "held-out ITM accuracy": (lambda r: r["eval_itm_accuracy"], False),
     "attribute gap (points)": (lambda r: 100 * (r["eval_image_acc1_attribute"] - r["eval_blank_acc1_attribute"]), True),
     "object gap (points)": (lambda r: 100 * (r["eval_image_acc1_object"] - r["eval_blank_acc1_object"]), True),
+    "colour-word gap (points)": (lambda r: 100 * (r["eval_image_acc1_colour"] - r["eval_blank_acc1_colour"]), True),
     "colour Acc@1 with the scene": (lambda r: r["types"]["colour"]["with_image"], False),
     "colour among type: scene − empty (points)": (
         lambda r: 100 * (r["types"]["colour"]["with_image_among_type"] - r["types"]["colour"]["empty_scene_among_type"]),

@@ -35,7 +35,7 @@ import logging
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from maskvl_processing import TEXT_MASKING_POLICIES, MaskVLDataCollator, MaskVLProcessor, WordClassMasking
@@ -293,28 +293,54 @@ def evaluate_checkpoint(checkpoint: str, name: str, dataset, args: ImageNecessit
 
 
 IMAGE_USE_MASKS = {"attribute": "attributes", "object": "objects"}
+#: English's basic colour terms (Berlin & Kay, 1969; both spellings of grey): the colour words of the image-use check.
+COLOUR_TERMS = ("black", "white", "red", "green", "yellow", "blue", "brown", "purple", "pink", "orange", "grey", "gray")
+
+
+def colour_words_only(dataset, data_args: DataArguments):
+    """(dataset, data_args) whose attribute class holds only the basic colour terms, the other attributes becoming
+    plain content words: the image-use check's colour row scores the `attributes` mask on it. Data sets that carry
+    their own word classes (`words` / `word_classes`, the `dataset` tagger) are relabelled; for the other taggers
+    the attribute vocabulary is set to the colour terms."""
+    backend = data_args.tagger
+    if backend == "auto":
+        backend = "dataset" if {"words", "word_classes"} <= set(dataset.column_names) else "pattern"
+    if backend != "dataset":
+        return dataset, replace(data_args, attribute_vocab=list(COLOUR_TERMS))
+
+    def relabel(words, classes):
+        return {"word_classes": [[c if c != "attribute" or str(w).lower() in COLOUR_TERMS else "content"
+                                  for w, c in zip(row_words, row_classes)]
+                                 for row_words, row_classes in zip(words, classes)]}
+
+    return dataset.map(relabel, batched=True, input_columns=["words", "word_classes"],
+                       desc="colour words"), data_args
+
+
+def _use_row(row: dict) -> dict:
+    return {"acc1_with": row["with_image"]["acc@1"], "acc1_blank": row["blank"]["acc@1"],
+            "gap": row["with_image"]["acc@1"] - row["blank"]["acc@1"],
+            "delta_loss": row["delta_blank"]["loss"], "delta_loss_ci95": row["delta_blank"].get("loss_ci95"),
+            "num_tokens": row["num_tokens"]}
 
 
 def image_use_check(checkpoint: str, dataset, data_args: DataArguments, batch_size: int = 64) -> dict:
     """Does the model read attributes and objects off the image? Held-out Acc@1 on masked attribute / object
-    words with the image and with a blank image (same masks), and Δ loss with its bootstrap interval.
+    words with the image and with a blank image (same masks), and Δ loss with its bootstrap interval. The colour
+    words among the attributes (`COLOUR_TERMS`) are scored once more on their own: an attribute gap can come from
+    size words alone (docs/pretraining.md, item 8).
 
     Returns {"attribute": {"acc1_with", "acc1_blank", "gap", "delta_loss", "delta_loss_ci95", "num_tokens"},
-    "object": {...}}; classes with no masked token are left out."""
+    "colour": {...}, "object": {...}}; classes with no masked token are left out."""
     args = ImageNecessityArguments(checkpoint=[checkpoint], eval_masks=list(IMAGE_USE_MASKS.values()), prompts=[],
                                    batch_size=batch_size)
-    result = evaluate_checkpoint(checkpoint, "final", dataset, args, data_args,
-                                 {"source": "held-out", "split": "validation"})
-    out = {}
-    for name, mask in IMAGE_USE_MASKS.items():
-        row = result["masks"][mask]
-        if not row["num_tokens"]:
-            continue
-        out[name] = {"acc1_with": row["with_image"]["acc@1"], "acc1_blank": row["blank"]["acc@1"],
-                     "gap": row["with_image"]["acc@1"] - row["blank"]["acc@1"],
-                     "delta_loss": row["delta_blank"]["loss"], "delta_loss_ci95": row["delta_blank"].get("loss_ci95"),
-                     "num_tokens": row["num_tokens"]}
-    return out
+    eval_data = {"source": "held-out", "split": "validation"}
+    masks = evaluate_checkpoint(checkpoint, "final", dataset, args, data_args, eval_data)["masks"]
+    colours, colour_args = colour_words_only(dataset, data_args)
+    colour_masks = evaluate_checkpoint(checkpoint, "final, colour words", colours,
+                                       replace(args, eval_masks=["attributes"]), colour_args, eval_data)["masks"]
+    rows = {"attribute": masks["attributes"], "colour": colour_masks["attributes"], "object": masks["objects"]}
+    return {name: _use_row(row) for name, row in rows.items() if row["num_tokens"]}
 
 
 def accuracy_matrix(results: list[dict], masks: list[str], metric: str) -> dict:
