@@ -406,8 +406,9 @@ def test_remote_code_round_trip_without_the_package(tmp_path):
     assert result["importable"] is False
     assert result["module"].startswith("transformers_modules.")  # the class came from the copied code
     assert result["base"] == "MaskVLModel" and result["mlm"] == "MaskVLForMaskedLM"
-    assert result["loss"] == expected.loss.item()
-    assert result["mlm_logits"] == expected.mlm_logits.flatten()[:50].tolist()
+    # another process may split the CPU reductions differently (thread count): equal to float32 rounding, not bitwise
+    assert result["loss"] == pytest.approx(expected.loss.item(), rel=1e-5, abs=1e-6)
+    assert result["mlm_logits"] == pytest.approx(expected.mlm_logits.flatten()[:50].tolist(), rel=1e-5, abs=1e-5)
 
 
 @pytest.mark.parametrize("preset", TINY)
