@@ -292,7 +292,6 @@ def evaluate_checkpoint(checkpoint: str, name: str, dataset, args: ImageNecessit
     return result
 
 
-IMAGE_USE_MASKS = {"attribute": "attributes", "object": "objects"}
 #: English's basic colour terms (Berlin & Kay, 1969; both spellings of grey): the colour words of the image-use check.
 COLOUR_TERMS = ("black", "white", "red", "green", "yellow", "blue", "brown", "purple", "pink", "orange", "grey", "gray")
 
@@ -332,7 +331,7 @@ def image_use_check(checkpoint: str, dataset, data_args: DataArguments, batch_si
 
     Returns {"attribute": {"acc1_with", "acc1_blank", "gap", "delta_loss", "delta_loss_ci95", "num_tokens"},
     "colour": {...}, "object": {...}}; classes with no masked token are left out."""
-    args = ImageNecessityArguments(checkpoint=[checkpoint], eval_masks=list(IMAGE_USE_MASKS.values()), prompts=[],
+    args = ImageNecessityArguments(checkpoint=[checkpoint], eval_masks=["attributes", "objects"], prompts=[],
                                    batch_size=batch_size)
     eval_data = {"source": "held-out", "split": "validation"}
     masks = evaluate_checkpoint(checkpoint, "final", dataset, args, data_args, eval_data)["masks"]
