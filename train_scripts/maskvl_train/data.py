@@ -264,6 +264,14 @@ def tag_batch(batch: dict, indices: list[int], tagger: CaptionTagger) -> dict:
     return out
 
 
+def tagger_backend(tagger: str, columns) -> str:
+    """The `--tagger` backend for data with these columns: `auto` is `dataset` when the data carry their own word
+    classes (`words` / `word_classes`), else `pattern`."""
+    if tagger != "auto":
+        return tagger
+    return "dataset" if {"words", "word_classes"} <= set(columns) else "pattern"
+
+
 def tag_splits(splits: dict, tokenizer, data_args) -> tuple[dict, dict]:
     """Tag and tokenise every split with `datasets.map` (cached, `num_proc`); keep `image` + token features.
     Images stay undecoded (the collator opens them; a bad file raises an error naming it). With
@@ -272,9 +280,7 @@ def tag_splits(splits: dict, tokenizer, data_args) -> tuple[dict, dict]:
     for name, ds in splits.items():
         ds = without_image_decoding(ds)
         columns = ds.column_names or list(next(iter(ds)).keys())
-        backend = data_args.tagger
-        if backend == "auto":
-            backend = "dataset" if {"words", "word_classes"} <= set(columns) else "pattern"
+        backend = tagger_backend(data_args.tagger, columns)
         tagger = CaptionTagger(
             tokenizer, backend=backend, max_length=data_args.max_seq_length, spacy_model=data_args.spacy_model,
             on_error="skip" if data_args.skip_bad_examples else "raise", object_vocab=data_args.object_vocab,
@@ -341,9 +347,7 @@ def load_eval_dataset(data_args: DataArguments, data_seed: int, image_size: int)
 
 def tag_dataset(dataset, tokenizer, data_args: DataArguments):
     """Word classes + word-pieces per caption (`CaptionTagger`, as in pre-training); keeps `image` and `objects`."""
-    backend = data_args.tagger
-    if backend == "auto":
-        backend = "dataset" if {"words", "word_classes"} <= set(dataset.column_names) else "pattern"
+    backend = tagger_backend(data_args.tagger, dataset.column_names)
     tagger = CaptionTagger(tokenizer, backend=backend, max_length=data_args.max_seq_length,
                            spacy_model=data_args.spacy_model, object_vocab=data_args.object_vocab,
                            attribute_vocab=data_args.attribute_vocab, relation_vocab=data_args.relation_vocab)
@@ -362,6 +366,7 @@ __all__ = [
     "screen_examples",
     "tag_dataset",
     "tag_splits",
+    "tagger_backend",
     "training_captions",
     "without_image_decoding",
 ]

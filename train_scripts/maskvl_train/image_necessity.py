@@ -51,7 +51,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM
 import modeling_maskvl  # noqa: F401  (registers the Auto classes)
 
 from .arguments import DataArguments, merge_repeated_flag, parse_args
-from .data import load_eval_dataset, tag_dataset
+from .data import load_eval_dataset, tag_dataset, tagger_backend
 from .metrics import (
     add_sums,
     image_necessity_deltas,
@@ -301,10 +301,7 @@ def colour_words_only(dataset, data_args: DataArguments):
     plain content words: the image-use check's colour row scores the `attributes` mask on it. Data sets that carry
     their own word classes (`words` / `word_classes`, the `dataset` tagger) are relabelled; for the other taggers
     the attribute vocabulary is set to the colour terms."""
-    backend = data_args.tagger
-    if backend == "auto":
-        backend = "dataset" if {"words", "word_classes"} <= set(dataset.column_names) else "pattern"
-    if backend != "dataset":
+    if tagger_backend(data_args.tagger, dataset.column_names) != "dataset":
         return dataset, replace(data_args, attribute_vocab=list(COLOUR_TERMS))
 
     def relabel(words, classes):
