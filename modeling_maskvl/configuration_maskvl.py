@@ -104,7 +104,8 @@ class MaskVLConfig(PretrainedConfig):
             CLIP) -- the [CLS] state of each tower; "mean" -- the mean of the text tower's non-padding token states
             and of the vision tower's patch states (the average pooling of open_clip's and sentence-transformers'
             encoders). From scratch the tiny towers' [CLS] states of different captions and images are nearly equal,
-            while the mean states carry the words' and patches' own features from the first step.
+            while the mean states carry the words' and patches' own features from the first step. The "-small"
+            presets (the CPU default run's model) use "mean".
         pooling (`str`): the pooled pair representation that feeds ITM and VQA. "pair" (default) --
             [fused text CLS; fused image CLS], both cross-modality streams; "text" -- the fused text CLS alone
             (ALBEF: the text stream has cross-attended to the image). With "text" the separate-pass ITM skips
@@ -297,7 +298,8 @@ def _small(preset: dict, text_layers: int, vision_layers: int, fusion_layers: in
            width: int = 64) -> dict:
     """A "-small" preset: the CPU default run's model. The tiny width (64, 2 heads), but 64-px images in 16-px
     patches from the early-convolution stem (stages of 32, 32, 64, 64 channels with BatchNorm, as in Xiao et al.),
-    and every weight initialised with std 1/sqrt(width) (0.125).
+    every weight initialised with std 1/sqrt(width) (0.125), and ITC on the mean of each tower's states
+    (``itc_pooling="mean"``).
 
     Why that stem: trained alone with direct supervision (which of the 10 shapes a scene holds), the vision tower
     with the narrow LayerNorm stem (16, 16, 16, 32) gets no scene's shape set exactly right after 600 steps; this one
@@ -308,7 +310,11 @@ def _small(preset: dict, text_layers: int, vision_layers: int, fusion_layers: in
     about 6x, the cross-attention path (value, output) about 40x, and the image tower's gradient is 100x smaller
     than the text tower's at initialisation (measured: 0.03 vs 3.9), so the model learns the text-only solution
     and ignores the image. 1/sqrt(width) (LeCun's fan-in scale) keeps the signal's size through a layer.
-    Width 128 was measured too: per step it learned no faster and each step costs 2x (docs/pretraining.md)."""
+    Width 128 was measured too: per step it learned no faster and each step costs 2x (docs/pretraining.md).
+
+    Why mean-pooled ITC: from scratch the tiny towers' [CLS] states of different inputs are nearly equal, and an ITC
+    on [CLS] suppressed colour in every run measured (colour words at chance with the image); on the mean states the
+    same runs read colour and, with enough images, shapes (docs/pretraining.md, items 8 to 12)."""
     std = width ** -0.5
     heads = max(2, width // 32)
     out = copy.deepcopy(preset)
@@ -319,6 +325,7 @@ def _small(preset: dict, text_layers: int, vision_layers: int, fusion_layers: in
     out["cross_modal_config"] = {**_cross_modal(fusion, width, fusion_layers, heads, decoder_layers),
                                  "initializer_range": std}
     out["initializer_range"] = std
+    out["itc_pooling"] = "mean"
     return out
 
 

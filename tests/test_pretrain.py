@@ -56,27 +56,29 @@ def test_arguments_from_yaml_and_json_files_with_command_line_overrides(tmp_path
         assert training.output_dir == str(tmp_path / "run")
 
 
-RECIPE = Path(__file__).resolve().parents[1] / "train_scripts" / "recipes" / "image_use.yaml"
+QUICK_RECIPE = Path(__file__).resolve().parents[1] / "train_scripts" / "recipes" / "quick.yaml"
 
 
-def test_image_use_recipe_holds_the_documented_settings_and_runs(tmp_path):
-    model, data, _, training = parse_args(argv=[str(RECIPE)])
-    assert json.loads(model.config_overrides) == {"itc_pooling": "mean"}
-    assert (data.synthetic_num_examples, training.max_steps) == (12000, 6000)
-    assert training.output_dir == "outputs/pretrain_image_use"
+def test_quick_recipe_holds_the_documented_settings_and_runs(tmp_path):
+    model, data, _, training = parse_args(argv=[str(QUICK_RECIPE)])
+    assert json.loads(model.config_overrides) == {"itc_pooling": "cls"}
+    assert (data.synthetic_num_examples, training.max_steps) == (4000, 2000)
+    assert training.output_dir == "outputs/pretrain_quick"
     assert (model.preset, training.per_device_train_batch_size, training.learning_rate) == ("maskvlm-small", 32, 2e-3)
     # flags after the file override it; the recipe's model change reaches the saved config
     out = tmp_path / "recipe"
-    pretrain.main([str(RECIPE), *tiny_args(out, steps=2)])
-    assert json.loads((out / "config.json").read_text())["itc_pooling"] == "mean"
+    pretrain.main([str(QUICK_RECIPE), *tiny_args(out, steps=2)])
+    assert json.loads((out / "config.json").read_text())["itc_pooling"] == "cls"
 
 
-def test_defaults_are_the_small_cpu_run():
-    model, _, masking, training = parse_args(argv=[])
+def test_defaults_are_the_small_cpu_run_that_uses_the_image():
+    model, data, masking, training = parse_args(argv=[])
     assert model.preset == "maskvlm-small" and training.output_dir == "outputs/pretrain"
     assert model.image_size is None  # the preset's own 64 px
-    assert masking.itm_negatives == "auto" and training.max_steps == 2000
-    assert training.remove_unused_columns is False and training.max_steps > 0
+    assert MaskVLConfig.from_preset(model.preset, **model.config_overrides_dict()).itc_pooling == "mean"
+    assert (data.synthetic_num_examples, training.max_steps, training.per_device_train_batch_size) == (12000, 6000, 32)
+    assert masking.itm_negatives == "auto"
+    assert training.remove_unused_columns is False
     assert isinstance(training, PretrainingArguments)
 
 

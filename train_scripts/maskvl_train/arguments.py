@@ -139,7 +139,8 @@ class DataArguments:
     caption_column: str = field(default="caption", metadata={"help": "Caption column of the source."})
     eval_size: int = field(default=500, metadata={"help": "Number of held-out evaluation examples."})
     synthetic_num_examples: int = field(
-        default=4000, metadata={"help": "Training examples generated when no data source is given."}
+        default=12000, metadata={"help": "Training examples generated when no data source is given (12,000: with "
+                                         "4,000 seen 48 times each, held-out ITC overfits; docs/pretraining.md)."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set."})
     train_fraction: float = field(
@@ -394,7 +395,9 @@ class PretrainingArguments(ShareablePickleMixin, TrainingArguments):
     """
 
     output_dir: str | None = field(default="outputs/pretrain", metadata={"help": "Where checkpoints and the model go."})
-    max_steps: int = field(default=2000, metadata={"help": "Optimizer steps (overrides --num_train_epochs when > 0)."})
+    max_steps: int = field(default=6000, metadata={
+        "help": "Optimizer steps (overrides --num_train_epochs when > 0). 6,000 of batch 32: the embedded run reads "
+                "shapes and colours after 128,000 to 192,000 images (docs/pretraining.md)."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device for training."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for evaluation."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate."})
