@@ -97,7 +97,7 @@ class MaskVLConfig(PretrainedConfig):
             (`BatchNorm1d` without affine, running statistics in eval mode, as in the BN projection heads of
             SimCLR / MoCo v3). Towers trained from scratch give nearly the same CLS state for every input
             (cosine 0.998-1.0 at init on the embedded data); with "none" ITC then collapses onto that shared
-            state and stays at ln(batch), with "batch" it learns. Measured on the default pre-training run
+            state and stays at ln(batch), with "batch" it learns. Measured on the then-default pre-training run
             at 2,000 steps (docs/pretraining.md): retrieval R@10 0.11 vs 0.04 (chance 0.02), but held-out MLM
             accuracy 0.49 vs 0.67 -- the tiny towers trade MLM for ITC.
         itc_pooling (`str`): which unimodal states the ITC projections read. "cls" (default, ALBEF / MaskVLM /
